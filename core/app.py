@@ -1,0 +1,155 @@
+"""The Litestar application: ``create_app(settings)``.
+
+The core's routes are mounted as they are; every plugin's API routes sit
+under ``/api/<plugin>`` and its pages under ``/<plugin>``, collected by one
+Litestar plugin from the ``register_routes`` and ``register_pages`` hooks,
+so no plugin can shadow another. Every route must declare its ``action``
+(or ``public=True``) in ``opt``; the app refuses to start otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Router
+from litestar.config.app import AppConfig
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.plugins import InitPluginProtocol
+
+from core.errors import Conflict, InvalidInput, NotFound
+from core.observability import configure_logging
+from core.platform import Platform
+from core.settings import Settings, load_settings
+from core.web import admin, auth, health, me
+from core.web.context import request_context
+from core.web.errors import domain_error, http_error, unexpected_error
+from core.web.guard import platform_guard, provide_platform, provide_principal
+
+CORE_ROUTES = [*health.ROUTES, *auth.ROUTES, *me.ROUTES, *admin.ROUTES]
+
+
+class RouteDeclarationError(RuntimeError):
+    """A route does not say what it does; the message names it."""
+
+
+class PluginRoutes(InitPluginProtocol):
+    """Mounts each plugin's contributed routes under its own prefix."""
+
+    def __init__(self, platform: Platform) -> None:
+        self.platform = platform
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        hooks = self.platform.hooks
+        for hook, prefix in (("register_routes", "/api/{name}"), ("register_pages", "/{name}")):
+            for plugin_name, handlers in hooks.collect_by_plugin(hook, settings=self.platform.settings):
+                path = prefix.format(name=plugin_name.replace(".", "-"))
+                app_config.route_handlers.append(
+                    Router(path=path, route_handlers=list(handlers), opt={"plugin": plugin_name})
+                )
+        dirs = [Path(d) for group in hooks.collect_sync("register_template_dirs") for d in group]
+        if dirs:
+            from litestar.contrib.jinja import JinjaTemplateEngine
+            from litestar.template.config import TemplateConfig
+
+            app_config.template_config = TemplateConfig(directory=dirs, engine=JinjaTemplateEngine)
+        return app_config
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    platform: Platform | None = None,
+    extra_plugins: Iterable[tuple[str, object]] = (),
+) -> Litestar:
+    settings = settings or (platform.settings if platform else load_settings())
+    configure_logging(settings)
+    platform = platform or Platform(settings, extra_plugins=extra_plugins)
+    app = Litestar(
+        route_handlers=list(CORE_ROUTES),
+        plugins=[PluginRoutes(platform)],
+        guards=[platform_guard],
+        dependencies={"platform": Provide(provide_platform), "principal": Provide(provide_principal)},
+        exception_handlers={
+            HTTPException: http_error,
+            InvalidInput: domain_error,
+            NotFound: domain_error,
+            Conflict: domain_error,
+            Exception: unexpected_error,
+        },
+        middleware=[request_context],
+        openapi_config=OpenAPIConfig(
+            title="phongdich",
+            version=platform.plugins["checkin"].version,
+            description="National epidemic response platform: check-in, testing, vaccination.",
+            components=Components(
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer", description="Staff or citizen token"),
+                    "apiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header"),
+                }
+            ),
+            security=[{"bearer": []}, {"apiKey": []}],
+        ),
+        state=State({"platform": platform}),
+        lifespan=[_lifespan(platform)],
+        debug=settings.debug,
+    )
+    _check_declarations(app, platform)
+    return app
+
+
+def app_factory() -> Litestar:
+    """For ASGI servers: ``uvicorn --factory core.app:app_factory``; settings from the environment."""
+    return create_app()
+
+
+def _lifespan(platform: Platform) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await platform.start()
+        stop = asyncio.Event()
+        tasks = []
+        if platform.settings.run_background_tasks:
+            tasks = [
+                asyncio.create_task(platform.events.run_forever(stop), name="events"),
+                asyncio.create_task(platform.scheduler.run_forever(stop), name="jobs"),
+            ]
+        try:
+            yield
+        finally:
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await platform.stop()
+
+    return lifespan
+
+
+def _only_options(handler: Any) -> bool:
+    """Litestar's automatic OPTIONS (CORS pre-flight) handlers answer without data."""
+    return set(getattr(handler, "http_methods", ())) == {"OPTIONS"}
+
+
+def _check_declarations(app: Litestar, platform: Platform) -> None:
+    """Every route says what it does: an action or ``public``, and only known purposes."""
+    for route in app.routes:
+        if route.path.startswith("/schema"):
+            continue
+        for handler in getattr(route, "route_handlers", []):
+            if _only_options(handler):
+                continue
+            opt = handler.opt
+            where = f"{handler.handler_name} ({', '.join(sorted(handler.paths))}, plugin {opt.get('plugin', 'core')})"
+            if not opt.get("public") and not opt.get("action"):
+                raise RouteDeclarationError(f"route {where} declares neither opt['action'] nor opt['public']")
+            purpose = opt.get("purpose")
+            if purpose and purpose not in platform.consent.purposes:
+                raise RouteDeclarationError(f"route {where} names unknown purpose {purpose!r}")

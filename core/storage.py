@@ -1,0 +1,168 @@
+"""The database: Piccolo engines for SQLite and PostgreSQL, table binding, migrations.
+
+Piccolo finds its engine through a configuration module; ours is
+``core.piccolo_conf``, which answers with the database activated here. So the
+same tables and migrations run on the embedded SQLite file and on PostgreSQL,
+and several platforms (tests) can take turns in one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from graphlib import TopologicalSorter
+import importlib
+import io
+import os
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+from piccolo.apps.migrations.commands.forwards import ForwardsMigrationManager
+from piccolo.apps.migrations.tables import Migration
+from piccolo.conf.apps import AppConfig, AppRegistry
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.table import Table
+
+os.environ.setdefault("PICCOLO_CONF", "core.piccolo_conf")
+
+CORE_APP = "core.piccolo_app"
+
+_active: Database | None = None
+
+
+class Database:
+    """One deployment's database: the primary, optional read replicas, and its apps."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        app_modules: Iterable[str] = (CORE_APP,),
+        replica_urls: Iterable[str] = (),
+        pool_size: int = 10,
+    ) -> None:
+        self.url = url
+        self.kind: Literal["sqlite", "postgres"] = "sqlite" if url.startswith("sqlite") else "postgres"
+        self.pool_size = pool_size
+        self.app_modules = list(dict.fromkeys([CORE_APP, *app_modules]))
+        self.replicas = [_engine(u) for u in replica_urls]
+        self.engine: Engine = _engine(url, extra_nodes=self.replicas)
+        self.registry = AppRegistry(apps=self.app_modules)
+        self._pooled = False
+
+    @property
+    def app_configs(self) -> list[AppConfig]:
+        """The Piccolo apps, sorted so that each comes after those it depends on."""
+        configs = self.registry.app_configs
+        order = TopologicalSorter(
+            {
+                name: [dep.app_name for dep in config.migration_dependency_app_configs]
+                for name, config in configs.items()
+            }
+        ).static_order()
+        return [configs[name] for name in order if name in configs]
+
+    @property
+    def tables(self) -> list[type[Table]]:
+        return [table for config in self.app_configs for table in config.table_classes]
+
+    def activate(self) -> None:
+        """Make this database the one every table (and Piccolo itself) uses."""
+        global _active
+        _active = self
+        for table in [*self.tables, Migration]:
+            table._meta.db = self.engine
+
+    async def start(self) -> None:
+        """Open the connection pool (PostgreSQL) and tune SQLite for concurrent use."""
+        self.activate()
+        if self.kind == "postgres" and not self._pooled:
+            await self.engine.start_connection_pool(min_size=1, max_size=self.pool_size)
+            self._pooled = True
+
+    async def stop(self) -> None:
+        if self._pooled:
+            await self.engine.close_connection_pool()
+            self._pooled = False
+
+    def transaction(self) -> Any:
+        """A write transaction. On SQLite it takes the write lock at once (no upgrade deadlock)."""
+        if isinstance(self.engine, SQLiteEngine):
+            return self.engine.transaction(transaction_type=TransactionType.immediate)
+        return self.engine.transaction()
+
+    def in_transaction(self) -> bool:
+        return self.engine.current_transaction.get() is not None
+
+    async def ping(self) -> None:
+        await self.execute("SELECT 1")
+
+    async def execute(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        """Run raw SQL with ``{}`` placeholders (Piccolo's) and return rows as dicts."""
+        from piccolo.querystring import QueryString
+
+        return await self.engine.run_querystring(QueryString(sql, *args))  # type: ignore[no-any-return]
+
+    async def pending_migrations(self) -> dict[str, list[str]]:
+        """Migration ids not yet applied, per app."""
+        self.activate()
+        manager = ForwardsMigrationManager(app_name="all")
+        with contextlib.redirect_stdout(io.StringIO()):
+            await manager.create_migration_table()
+        pending: dict[str, list[str]] = {}
+        for config in self.app_configs:
+            ran = set(await Migration.get_migrations_which_ran(app_name=config.app_name))
+            modules = manager.get_migration_modules(config.resolved_migrations_folder_path)
+            missing = sorted(set(manager.get_migration_ids(modules)) - ran)
+            if missing:
+                pending[config.app_name] = missing
+        return pending
+
+    async def migrate(self, progress: Callable[[str], None] = lambda _line: None) -> int:
+        """Apply every pending migration, app by app in dependency order. Returns the count."""
+        self.activate()
+        if self.kind == "sqlite":
+            await self._enable_wal()
+        pending = await self.pending_migrations()
+        applied = 0
+        for config in self.app_configs:
+            ids = pending.get(config.app_name, [])
+            if not ids:
+                progress(f"{config.app_name}: up to date")
+                continue
+            output = io.StringIO()
+            with contextlib.redirect_stdout(output):
+                result = await ForwardsMigrationManager(app_name=config.app_name).run()
+            if not result.success:
+                raise RuntimeError(f"migrating {config.app_name} failed: {result.message}\n{output.getvalue()}")
+            applied += len(ids)
+            progress(f"{config.app_name}: applied {len(ids)} migration(s): {', '.join(ids)}")
+        return applied
+
+    async def _enable_wal(self) -> None:
+        await self.engine._run_in_new_connection("PRAGMA journal_mode=WAL")
+
+
+def active() -> Database:
+    """The activated database; for Piccolo's CLI, one built from the environment."""
+    if _active is None:
+        from core.platform import Platform
+        from core.settings import load_settings
+
+        Platform(load_settings()).db.activate()
+    assert _active is not None
+    return _active
+
+
+def _engine(url: str, extra_nodes: list[Engine] | None = None) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("://", 1)[1][1:] if "://" in url else url
+        return SQLiteEngine(path=path or "phongdich.sqlite3", timeout=30)
+    dsn = url.replace("postgres://", "postgresql://", 1)
+    return PostgresEngine(config={"dsn": dsn}, extra_nodes=extra_nodes or [], log_queries=False)
+
+
+def import_app(module: str) -> AppConfig:
+    config: AppConfig = importlib.import_module(module).APP_CONFIG
+    return config

@@ -1,0 +1,90 @@
+"""The one guard: identity, then access, then consent, from what the route declares.
+
+A route states in ``opt`` the ``action`` it performs and the ``purpose`` it
+serves, or ``public=True``. The guard identifies the principal (once per
+request), asks the ``authorize`` votes about the route (its province comes
+from a ``province`` path parameter, if any), and for citizens checks consent
+for the purpose. Object-level checks happen in the handler with
+``platform.access.check`` once the record is known.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from litestar import Request
+from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
+
+from core.access import Resource
+from core.plugins import HookFailed
+from core.platform import Platform
+from core.principal import Principal
+
+if TYPE_CHECKING:
+    from litestar.connection import ASGIConnection
+    from litestar.handlers import BaseRouteHandler
+
+_UNSET = object()
+OPENAPI_PATH = "/schema"
+
+
+async def platform_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    platform: Platform = connection.app.state.platform
+    opt = handler.opt
+    plugin = opt.get("plugin", "core")
+    province = connection.path_params.get("province")
+    structlog.contextvars.bind_contextvars(plugin=plugin, province=province)
+    await platform.refresh_plugin_state()
+    if plugin in platform.hooks.disabled:
+        raise NotFoundException(f"The {plugin} plugin is switched off in its province.")
+    principal = await current_principal(connection)
+    if principal is not None:
+        structlog.contextvars.bind_contextvars(principal=principal.id)
+        if province is None and principal.province:
+            structlog.contextvars.bind_contextvars(province=principal.province)
+    if opt.get("public") or connection.scope.get("method") == "OPTIONS":
+        return
+    action = opt.get("action")
+    if action is None:
+        # Only the OpenAPI routes get here (create_app refuses any other route
+        # without an action); everything else fails closed.
+        if connection.scope["path"].startswith(OPENAPI_PATH):
+            return
+        raise PermissionDeniedException("This route declares no action.")
+    await platform.access.check(principal, action, Resource(kind="route", province=province))
+    purpose = opt.get("purpose")
+    if purpose and principal is not None and principal.kind == "citizen" and principal.subject_id:
+        await platform.consent.require(principal.subject_id, purpose)
+
+
+async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
+    """The request's principal, identified once and kept on the connection's state."""
+    cached = connection.state.get("principal", _UNSET)
+    if cached is not _UNSET:
+        return cached  # type: ignore[no-any-return]
+    platform: Platform = connection.app.state.platform
+    try:
+        principal = await platform.identify(connection)
+    except HookFailed as exc:
+        raise NotAuthorizedException("Authentication failed; try again or sign in anew.") from exc
+    connection.state["principal"] = principal
+    return principal
+
+
+async def provide_principal(request: Request[Any, Any, Any]) -> Principal:
+    """Dependency ``principal``: the authenticated principal (the guard has made sure of it)."""
+    principal = await current_principal(request)
+    if principal is None:
+        raise NotAuthorizedException("Authentication required: send a bearer token or API key.")
+    return principal
+
+
+async def provide_platform(request: Request[Any, Any, Any]) -> Platform:
+    """Dependency ``platform``: the running platform."""
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    return connection.client.host if connection.client else "unknown"

@@ -1,0 +1,1 @@
+"""The three mandatory national platforms, each a pluggy plugin on the core."""

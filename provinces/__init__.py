@@ -1,0 +1,1 @@
+"""Province extension plugins, one folder each, loaded only when named in the settings."""
