@@ -143,7 +143,10 @@ class Access:
 
     async def decide(self, principal: Principal, action: str, resource: Resource) -> Decision:
         votes = await self._hooks.vote(
-            "authorize", province=resource.province, principal=principal, action=action,
+            "authorize",
+            province=resource.province,
+            principal=principal,
+            action=action,
             resource=resource,
         )
         denies = tuple(v.reason for v in votes if v.decision == "deny")

@@ -50,7 +50,8 @@ async def load_units(path: Path | str | None = None) -> int:
     units = read_units(path)
     for unit in units:
         await AdminUnit.insert(AdminUnit(**msgspec.structs.asdict(unit))).on_conflict(
-            target=AdminUnit.code, action="DO UPDATE",
+            target=AdminUnit.code,
+            action="DO UPDATE",
             values=[AdminUnit.name, AdminUnit.name_en, AdminUnit.level, AdminUnit.parent_code],
         )
     return len(units)

@@ -10,6 +10,7 @@ so no plugin can shadow another. Every route must declare its ``action``
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -54,7 +55,9 @@ class PluginRoutes(InitPluginProtocol):
                 app_config.route_handlers.append(
                     Router(path=path, route_handlers=list(handlers), opt={"plugin": plugin_name})
                 )
-        dirs = [Path(d) for group in hooks.collect_sync("register_template_dirs") for d in group]
+        dirs: list[Path | os.PathLike[Any] | str] = [
+            Path(d) for group in hooks.collect_sync("register_template_dirs") for d in group
+        ]
         if dirs:
             from litestar.contrib.jinja import JinjaTemplateEngine
             from litestar.template.config import TemplateConfig

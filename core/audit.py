@@ -88,14 +88,23 @@ class AuditTrail:
                     "detail": detail,
                 }
                 digest = chain_hash(prev, fields)
-                rows.append(AuditLog(**fields, prev_hash=prev, hash=digest))
+                rows.append(AuditLog(**fields, prev_hash=prev, hash=digest))  # type: ignore[arg-type]
                 prev = digest
             await AuditLog.insert(*rows)
 
-    async def for_subject(self, subject_id: str, *, limit: int = 100, before_id: int | None = None) -> list[AuditRecord]:
+    async def for_subject(
+        self, subject_id: str, *, limit: int = 100, before_id: int | None = None
+    ) -> list[AuditRecord]:
         query = AuditLog.select(
-            AuditLog.id, AuditLog.at, AuditLog.actor_id, AuditLog.actor_kind, AuditLog.action,
-            AuditLog.resource_kind, AuditLog.resource_id, AuditLog.purpose, AuditLog.province,
+            AuditLog.id,
+            AuditLog.at,
+            AuditLog.actor_id,
+            AuditLog.actor_kind,
+            AuditLog.action,
+            AuditLog.resource_kind,
+            AuditLog.resource_id,
+            AuditLog.purpose,
+            AuditLog.province,
         ).where(AuditLog.subject_id == subject_id)
         if before_id is not None:
             query = query.where(AuditLog.id < before_id)
@@ -108,21 +117,23 @@ class AuditTrail:
         checked = 0
         last_id = 0
         while True:
-            rows = await (
-                AuditLog.select().where(AuditLog.id > last_id).order_by(AuditLog.id).limit(batch)
-            )
+            rows = await AuditLog.select().where(AuditLog.id > last_id).order_by(AuditLog.id).limit(batch)
             if not rows:
                 return VerifyResult(ok=True, checked=checked)
             for row in rows:
                 if row["prev_hash"] != prev:
                     return VerifyResult(
-                        ok=False, checked=checked, first_broken_id=row["id"],
+                        ok=False,
+                        checked=checked,
+                        first_broken_id=row["id"],
                         reason="prev_hash does not match the previous row: a row before it was removed or altered",
                     )
                 fields = {key: row[key] for key in _HASHED_FIELDS}
                 if chain_hash(prev, fields) != row["hash"]:
                     return VerifyResult(
-                        ok=False, checked=checked, first_broken_id=row["id"],
+                        ok=False,
+                        checked=checked,
+                        first_broken_id=row["id"],
                         reason="the row's content does not match its hash: it was altered",
                     )
                 prev = row["hash"]
@@ -138,8 +149,17 @@ class AuditTrail:
 
 
 _HASHED_FIELDS = (
-    "at", "actor_id", "actor_kind", "action", "subject_id", "resource_kind", "resource_id",
-    "purpose", "province", "request_id", "detail",
+    "at",
+    "actor_id",
+    "actor_kind",
+    "action",
+    "subject_id",
+    "resource_kind",
+    "resource_id",
+    "purpose",
+    "province",
+    "request_id",
+    "detail",
 )
 
 

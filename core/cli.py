@@ -102,8 +102,14 @@ def serve(obj: Context, host: str, port: int, workers: int) -> None:
     click.echo(f"phongdich on http://{host}:{port}  (database: {platform.db.kind}, workers: {workers})")
     click.echo(f"API docs: http://{host}:{port}/schema  health: /healthz  plugins: /-/plugins")
     uvicorn.run(
-        "core.app:app_factory", factory=True, host=host, port=port, workers=workers,
-        access_log=False, log_level="warning", proxy_headers=False,
+        "core.app:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,
+        log_level="warning",
+        proxy_headers=False,
     )
 
 
@@ -194,20 +200,29 @@ def users() -> None:
 @click.option("--province", help="Two-digit province code, for scoped roles.")
 @click.option("--site", help="Site id, for site-scoped roles.")
 @click.option("--lab", help="Lab id, for lab technicians.")
-@click.option(
-    "--password-stdin", is_flag=True, help="Read the password from standard input instead of prompting."
-)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input instead of prompting.")
 @click.pass_obj
 def users_create(
-    obj: Context, username: str, display_name: str, roles: tuple[str, ...], province: str | None,
-    site: str | None, lab: str | None, password_stdin: bool,
+    obj: Context,
+    username: str,
+    display_name: str,
+    roles: tuple[str, ...],
+    province: str | None,
+    site: str | None,
+    lab: str | None,
+    password_stdin: bool,
 ) -> None:
     """Create a staff account (the password is hashed with argon2)."""
     password = sys.stdin.readline().rstrip("\n") if password_stdin else getpass.getpass("Password: ")
     account_id = obj.run(
         lambda p: p.identity.create_staff(
-            username=username, password=password, display_name=display_name, roles=list(roles),
-            province=province, site=site, lab=lab,
+            username=username,
+            password=password,
+            display_name=display_name,
+            roles=list(roles),
+            province=province,
+            site=site,
+            lab=lab,
         )
     )
     click.echo(f"Created {username} ({', '.join(roles)}), id {account_id}.")
@@ -224,7 +239,7 @@ def users_revoke(obj: Context, username: str) -> None:
         row = await StaffAccount.select(StaffAccount.id).where(StaffAccount.username == username).first()
         if row is None:
             raise InvalidInput(f"username: no staff account {username!r}")
-        return await platform.identity.revoke_account_tokens(row["id"])  # type: ignore[no-any-return]
+        return await platform.identity.revoke_account_tokens(row["id"])
 
     click.echo(f"Revoked {obj.run(work)} token(s) of {username}.")
 
@@ -243,7 +258,12 @@ def keys() -> None:
 @click.option("--lab")
 @click.pass_obj
 def keys_create(
-    obj: Context, name: str, roles: tuple[str, ...], kind: str, province: str | None, site: str | None,
+    obj: Context,
+    name: str,
+    roles: tuple[str, ...],
+    kind: str,
+    province: str | None,
+    site: str | None,
     lab: str | None,
 ) -> None:
     """Issue a key. It is shown once; only its hash is stored."""
@@ -312,7 +332,7 @@ def messages_list(obj: Context, recipient: str | None, kind: str | None, limit: 
             query = query.where(MessageOutbox.recipient == recipient)
         if kind:
             query = query.where(MessageOutbox.kind == kind)
-        return await query  # type: ignore[no-any-return]
+        return await query
 
     rows = obj.run(work)
     for row in rows:
@@ -343,12 +363,14 @@ def events_list(obj: Context, status: str | None, limit: int) -> None:
     from core.tables import EventDelivery
 
     async def work(_platform: Any) -> list[dict[str, Any]]:
-        query = EventDelivery.select(
-            EventDelivery.all_columns(), EventDelivery.event.event.as_alias("event_name")
-        ).order_by(EventDelivery.next_attempt_at, ascending=False).limit(limit)
+        query = (
+            EventDelivery.select(*EventDelivery.all_columns(), EventDelivery.event.event.as_alias("event_name"))
+            .order_by(EventDelivery.next_attempt_at, ascending=False)
+            .limit(limit)
+        )
         if status:
             query = query.where(EventDelivery.status == status)
-        return await query  # type: ignore[no-any-return]
+        return await query
 
     rows = obj.run(work)
     for row in rows:
@@ -385,7 +407,7 @@ async def _run_job(platform: Any, name: str) -> str:
     from core.jobs import JobLease
 
     await JobLease.insert(JobLease(name=name, leased_until=_now(), holder="cli")).on_conflict(action="DO NOTHING")
-    return await platform.scheduler.run_now(name)  # type: ignore[no-any-return]
+    return await platform.scheduler.run_now(name)
 
 
 def _now() -> Any:

@@ -129,7 +129,7 @@ class Consent:
             description_en=purpose.description_en,
         )
 
-    async def _latest(self, subject_id: str, purpose: str) -> dict | None:  # type: ignore[type-arg]
+    async def _latest(self, subject_id: str, purpose: str) -> dict | None:
         return await (
             ConsentRecord.select(ConsentRecord.granted, ConsentRecord.purpose_version, ConsentRecord.recorded_at)
             .where((ConsentRecord.subject_id == subject_id) & (ConsentRecord.purpose == purpose))

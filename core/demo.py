@@ -38,19 +38,27 @@ SCOPED_ROLES = (
 
 def demo_accounts() -> list[dict[str, object]]:
     accounts: list[dict[str, object]] = [
-        {"username": "moh.admin", "display_name": "Bộ Y tế - Quản trị", "roles": [NATIONAL_ADMIN],
-         "province": None, "site": None, "lab": None},
+        {
+            "username": "moh.admin",
+            "display_name": "Bộ Y tế - Quản trị",
+            "roles": [NATIONAL_ADMIN],
+            "province": None,
+            "site": None,
+            "lab": None,
+        },
     ]
     for code, short in DEMO_PROVINCES.items():
         for role, site, lab in SCOPED_ROLES:
-            accounts.append({
-                "username": f"{short}.{role}",
-                "display_name": f"{role.replace('_', ' ').title()} {short.upper()}",
-                "roles": [role],
-                "province": code,
-                "site": f"{site}-{short}-1" if site else None,
-                "lab": f"{lab}-{short}-1" if lab else None,
-            })
+            accounts.append(
+                {
+                    "username": f"{short}.{role}",
+                    "display_name": f"{role.replace('_', ' ').title()} {short.upper()}",
+                    "roles": [role],
+                    "province": code,
+                    "site": f"{site}-{short}-1" if site else None,
+                    "lab": f"{lab}-{short}-1" if lab else None,
+                }
+            )
     return accounts
 
 
@@ -76,5 +84,5 @@ async def load_demo(platform: Platform, password: str, progress: Callable[[str],
     names = ", ".join(str(a["username"]) for a in accounts[:4])
     return (
         f"Demo ready: {len(accounts)} staff accounts ({names}, ...), all with password {password}\n"
-        "Sign in: POST /api/auth/login {\"username\": \"moh.admin\", \"password\": \"...\"}"
+        'Sign in: POST /api/auth/login {"username": "moh.admin", "password": "..."}'
     )

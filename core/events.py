@@ -49,7 +49,9 @@ class Events:
         self._platform = platform
         self._wake = asyncio.Event()
 
-    async def publish(self, event: str, payload: msgspec.Struct | dict[str, Any], *, province: str | None = None) -> str:
+    async def publish(
+        self, event: str, payload: msgspec.Struct | dict[str, Any], *, province: str | None = None
+    ) -> str:
         """Store ``event`` and its deliveries; call inside the transaction that stores the fact."""
         hook = getattr(self._platform.hooks.pm.hook, event, None)
         if hook is None or hook.spec is None:
@@ -78,7 +80,9 @@ class Events:
         now = clock.now()
         due = await (
             EventDelivery.select(
-                EventDelivery.id, EventDelivery.plugin, EventDelivery.attempts,
+                EventDelivery.id,
+                EventDelivery.plugin,
+                EventDelivery.attempts,
                 EventDelivery.event.id.as_alias("event_id"),
                 EventDelivery.event.event.as_alias("event_name"),
                 EventDelivery.event.payload.as_alias("payload"),
@@ -136,8 +140,12 @@ class Events:
             max_attempts = self._platform.settings.event_max_attempts
             dead = attempts >= max_attempts
             log.warning(
-                "events.handler_failed", event=row["event_name"], plugin=row["plugin"],
-                attempt=attempts, dead=dead, error=f"{type(exc).__name__}: {exc}",
+                "events.handler_failed",
+                event=row["event_name"],
+                plugin=row["plugin"],
+                attempt=attempts,
+                dead=dead,
+                error=f"{type(exc).__name__}: {exc}",
             )
             await EventDelivery.update(
                 {
@@ -174,5 +182,5 @@ class Events:
 
 def backoff(attempts: int) -> timedelta:
     """2, 4, 8... seconds with jitter, capped at an hour."""
-    base = min(2 ** attempts, MAX_BACKOFF_SECONDS)
+    base = min(2**attempts, MAX_BACKOFF_SECONDS)
     return timedelta(seconds=base * random.uniform(0.8, 1.2))

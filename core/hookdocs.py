@@ -50,8 +50,8 @@ def _render_hook(name: str, function: object, opts: dict[str, object]) -> str:
         mode += ", historic"
     doc = inspect.getdoc(function) or "(undocumented)"
     args = ", ".join(signature.parameters)
-    example = (
-        "```python\nfrom core import hookimpl\n\n\n@hookimpl\n"
-        f"def {name}({args}):\n    ...\n```\n"
+    example = f"```python\nfrom core import hookimpl\n\n\n@hookimpl\ndef {name}({args}):\n    ...\n```\n"
+    return (
+        f"### `{name}`\n\n```python\ndef {name}{signature}\n```\n\n"
+        f"Call mode: **{mode}**.\n\n{doc}\n\nExample:\n\n{example}"
     )
-    return f"### `{name}`\n\n```python\ndef {name}{signature}\n```\n\nCall mode: **{mode}**.\n\n{doc}\n\nExample:\n\n{example}"

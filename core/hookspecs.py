@@ -88,9 +88,7 @@ def register_purposes() -> list[Purpose] | None:
 
 
 @hookspec
-def authorize(
-    principal: Principal, action: str, resource: Resource
-) -> Vote | Awaitable[Vote | None] | None:
+def authorize(principal: Principal, action: str, resource: Resource) -> Vote | Awaitable[Vote | None] | None:
     """Vote on whether ``principal`` may perform ``action`` on ``resource``.
 
     Called for a province (``resource.province``) by the core's guard for
@@ -127,9 +125,7 @@ def scope_filter(principal: Principal, action: str) -> Scope | None:
 
 
 @hookspec(firstresult=True)
-def send_message(
-    message: Message, platform: Platform
-) -> Receipt | Awaitable[Receipt | None] | None:
+def send_message(message: Message, platform: Platform) -> Receipt | Awaitable[Receipt | None] | None:
     """Deliver an SMS, e-mail or in-app notice.
 
     Called whenever the platform or a plugin sends a message (one-time

@@ -24,15 +24,15 @@ from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from litestar.exceptions import NotAuthorizedException
 
 from core import clock
-from core.messages import Message
 from core.errors import Conflict, InvalidInput
+from core.messages import Message
 from core.principal import CITIZEN, Principal
 from core.tables import AccessToken, ApiKey, Citizen, OtpChallenge, StaffAccount
 
 if TYPE_CHECKING:
     from core.platform import Platform
 
-TOKEN_PREFIX = "pdt_"
+TOKEN_PREFIX = "pdt_"  # noqa: S105 (a visible prefix, not a secret)
 KEY_PREFIX = "pdk_"
 HOUR = 3600
 _PHONE = re.compile(r"^(?:\+?84|0)([35789]\d{8})$")
@@ -43,7 +43,7 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 class IssuedToken(msgspec.Struct, frozen=True, kw_only=True):
     token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 (a scheme name, not a secret)
     expires_at: datetime
     principal_id: str
 
@@ -105,20 +105,33 @@ class Identity:
         account_id = uuid.uuid4()
         await StaffAccount.insert(
             StaffAccount(
-                id=account_id, username=username, password_hash=hash_password(password),
-                display_name=display_name, roles=roles, province=province, site=site, lab=lab,
-                active=True, created_at=clock.now(),
+                id=account_id,
+                username=username,
+                password_hash=hash_password(password),
+                display_name=display_name,
+                roles=roles,
+                province=province,
+                site=site,
+                lab=lab,
+                active=True,
+                created_at=clock.now(),
             )
         )
         return str(account_id)
 
     async def login(self, username: str, password: str, client: str) -> IssuedToken:
         limit = self._settings.login_per_client_per_hour
-        await self._platform.limiter.enforce(f"login:client:{client}", limit=limit, window=HOUR, what="sign-in attempts")
-        await self._platform.limiter.enforce(f"login:user:{username}", limit=limit, window=HOUR, what="sign-in attempts")
-        row = await StaffAccount.select(StaffAccount.id, StaffAccount.password_hash, StaffAccount.active).where(
-            StaffAccount.username == username
-        ).first()
+        await self._platform.limiter.enforce(
+            f"login:client:{client}", limit=limit, window=HOUR, what="sign-in attempts"
+        )
+        await self._platform.limiter.enforce(
+            f"login:user:{username}", limit=limit, window=HOUR, what="sign-in attempts"
+        )
+        row = (
+            await StaffAccount.select(StaffAccount.id, StaffAccount.password_hash, StaffAccount.active)
+            .where(StaffAccount.username == username)
+            .first()
+        )
         try:
             _hasher.verify(row["password_hash"] if row else _DUMMY_HASH, password)
         except (VerifyMismatchError, InvalidHashError):
@@ -134,22 +147,30 @@ class Identity:
         expires = clock.now() + ttl
         await AccessToken.insert(
             AccessToken(
-                id=uuid.uuid4(), token_hash=digest(token), account_kind=kind, account_id=account_id,
-                created_at=clock.now(), expires_at=expires,
+                id=uuid.uuid4(),
+                token_hash=digest(token),
+                account_kind=kind,
+                account_id=account_id,
+                created_at=clock.now(),
+                expires_at=expires,
             )
         )
         return IssuedToken(token=token, expires_at=expires, principal_id=f"{kind}:{account_id}")
 
     async def revoke_token(self, token_id: str) -> bool:
-        done = await AccessToken.update({AccessToken.revoked_at: clock.now()}).where(
-            (AccessToken.id == token_id) & AccessToken.revoked_at.is_null()
-        ).returning(AccessToken.id)
+        done = (
+            await AccessToken.update({AccessToken.revoked_at: clock.now()})
+            .where((AccessToken.id == token_id) & AccessToken.revoked_at.is_null())
+            .returning(AccessToken.id)
+        )
         return bool(done)
 
     async def revoke_account_tokens(self, account_id: str) -> int:
-        done = await AccessToken.update({AccessToken.revoked_at: clock.now()}).where(
-            (AccessToken.account_id == account_id) & AccessToken.revoked_at.is_null()
-        ).returning(AccessToken.id)
+        done = (
+            await AccessToken.update({AccessToken.revoked_at: clock.now()})
+            .where((AccessToken.account_id == account_id) & AccessToken.revoked_at.is_null())
+            .returning(AccessToken.id)
+        )
         return len(done)
 
     async def principal_from_token(self, token: str) -> Principal | None:
@@ -160,15 +181,23 @@ class Identity:
             return None
         if row["account_kind"] == "citizen":
             return Principal(
-                id=f"citizen:{row['account_id']}", kind="citizen", roles=frozenset({CITIZEN}),
-                subject_id=str(row["account_id"]), credential_id=str(row["id"]),
+                id=f"citizen:{row['account_id']}",
+                kind="citizen",
+                roles=frozenset({CITIZEN}),
+                subject_id=str(row["account_id"]),
+                credential_id=str(row["id"]),
             )
         staff = await StaffAccount.select().where(StaffAccount.id == row["account_id"]).first()
         if staff is None or not staff["active"]:
             return None
         return Principal(
-            id=f"staff:{staff['id']}", kind="staff", roles=frozenset(_roles(staff["roles"])),
-            province=staff["province"], site=staff["site"], lab=staff["lab"], credential_id=str(row["id"]),
+            id=f"staff:{staff['id']}",
+            kind="staff",
+            roles=frozenset(_roles(staff["roles"])),
+            province=staff["province"],
+            site=staff["site"],
+            lab=staff["lab"],
+            credential_id=str(row["id"]),
         )
 
     # -- API keys --------------------------------------------------------------
@@ -190,17 +219,28 @@ class Identity:
         key_id = uuid.uuid4()
         await ApiKey.insert(
             ApiKey(
-                id=key_id, key_hash=digest(key), prefix=key[:12], name=name, kind=kind, roles=roles,
-                province=province, site=site, lab=lab, created_by=created_by, created_at=clock.now(),
+                id=key_id,
+                key_hash=digest(key),
+                prefix=key[:12],
+                name=name,
+                kind=kind,
+                roles=roles,
+                province=province,
+                site=site,
+                lab=lab,
+                created_by=created_by,
+                created_at=clock.now(),
                 expires_at=expires_at,
             )
         )
         return IssuedKey(id=str(key_id), key=key, prefix=key[:12])
 
     async def revoke_api_key(self, key_id: str) -> bool:
-        done = await ApiKey.update({ApiKey.revoked_at: clock.now()}).where(
-            (ApiKey.id == key_id) & ApiKey.revoked_at.is_null()
-        ).returning(ApiKey.id)
+        done = (
+            await ApiKey.update({ApiKey.revoked_at: clock.now()})
+            .where((ApiKey.id == key_id) & ApiKey.revoked_at.is_null())
+            .returning(ApiKey.id)
+        )
         return bool(done)
 
     async def principal_from_api_key(self, key: str) -> Principal | None:
@@ -212,8 +252,13 @@ class Identity:
         if row["expires_at"] is not None and clock.as_utc(row["expires_at"]) <= clock.now():
             return None
         return Principal(
-            id=f"key:{row['id']}", kind=row["kind"], roles=frozenset(_roles(row["roles"])),
-            province=row["province"], site=row["site"], lab=row["lab"], credential_id=str(row["id"]),
+            id=f"key:{row['id']}",
+            kind=row["kind"],
+            roles=frozenset(_roles(row["roles"])),
+            province=row["province"],
+            site=row["site"],
+            lab=row["lab"],
+            credential_id=str(row["id"]),
         )
 
     # -- citizens: one-time codes ----------------------------------------------
@@ -223,11 +268,15 @@ class Identity:
         phone = normalize_phone(phone)
         limiter = self._platform.limiter
         await limiter.enforce(
-            f"otp:client:{client}", limit=self._settings.otp_per_client_per_hour, window=HOUR,
+            f"otp:client:{client}",
+            limit=self._settings.otp_per_client_per_hour,
+            window=HOUR,
             what="code requests from this address",
         )
         await limiter.enforce(
-            f"otp:phone:{phone}", limit=self._settings.otp_per_phone_per_hour, window=HOUR,
+            f"otp:phone:{phone}",
+            limit=self._settings.otp_per_phone_per_hour,
+            window=HOUR,
             what="code requests for this phone number",
         )
         code = f"{secrets.randbelow(10**6):06d}"
@@ -240,18 +289,23 @@ class Identity:
             )
             await OtpChallenge.insert(
                 OtpChallenge(
-                    id=uuid.uuid4(), phone=phone, code_hash=self._code_hash(phone, code),
-                    created_at=now, expires_at=expires, attempts=0,
+                    id=uuid.uuid4(),
+                    phone=phone,
+                    code_hash=self._code_hash(phone, code),
+                    created_at=now,
+                    expires_at=expires,
+                    attempts=0,
                 )
             )
             minutes = self._settings.otp_ttl_minutes
             await self._platform.messages.send(
                 Message(
-                    channel="sms", recipient=phone, kind="core.otp",
+                    channel="sms",
+                    recipient=phone,
+                    kind="core.otp",
                     body_vi=f"Ma xac thuc phongdich cua ban la {code}. Ma het han sau {minutes} phut. "
                     "Khong chia se ma nay.",
-                    body_en=f"Your phongdich code is {code}. It expires in {minutes} minutes. "
-                    "Do not share it.",
+                    body_en=f"Your phongdich code is {code}. It expires in {minutes} minutes. Do not share it.",
                 )
             )
         return expires
@@ -259,14 +313,19 @@ class Identity:
     async def verify_otp(self, phone: str, code: str, client: str) -> IssuedToken:
         phone = normalize_phone(phone)
         await self._platform.limiter.enforce(
-            f"otp-verify:client:{client}", limit=self._settings.otp_per_client_per_hour * 5, window=HOUR,
+            f"otp-verify:client:{client}",
+            limit=self._settings.otp_per_client_per_hour * 5,
+            window=HOUR,
             what="code attempts from this address",
         )
         wrong = NotAuthorizedException("The code is wrong or expired. Request a new code.")
         async with self._platform.db.transaction():
-            challenge = await OtpChallenge.select().where(
-                (OtpChallenge.phone == phone) & OtpChallenge.consumed_at.is_null()
-            ).order_by(OtpChallenge.created_at, ascending=False).first()
+            challenge = (
+                await OtpChallenge.select()
+                .where((OtpChallenge.phone == phone) & OtpChallenge.consumed_at.is_null())
+                .order_by(OtpChallenge.created_at, ascending=False)
+                .first()
+            )
             if challenge is None or clock.as_utc(challenge["expires_at"]) <= clock.now():
                 raise wrong
             if challenge["attempts"] >= self._settings.otp_max_attempts:

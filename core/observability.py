@@ -17,9 +17,7 @@ from core.settings import Settings
 
 
 def configure_logging(settings: Settings) -> None:
-    json_lines = settings.log_format == "json" or (
-        settings.log_format == "auto" and not sys.stderr.isatty()
-    )
+    json_lines = settings.log_format == "json" or (settings.log_format == "auto" and not sys.stderr.isatty())
     level = getattr(logging, settings.log_level.upper())
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,

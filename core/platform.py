@@ -46,8 +46,11 @@ class Platform:
         self.roles = RoleRegistry(_flatten(self.hooks.collect_sync("register_roles")))
         pm.register(RoleRules(self.roles), name="core.permissions")
         self.hooks.infos["core.permissions"] = PluginInfo(
-            name="core.permissions", kind="core", module="core.defaults.permissions",
-            version=infos[next(iter(infos))].version, province=None,
+            name="core.permissions",
+            kind="core",
+            module="core.defaults.permissions",
+            version=infos[next(iter(infos))].version,
+            province=None,
             hooks=("authorize", "scope_filter"),
         )
         self.db = Database(
@@ -94,7 +97,7 @@ class Platform:
         await self.db.stop()
 
     async def identify(self, connection: Any) -> Principal | None:
-        return await self.hooks.first("identify", connection=connection, platform=self)  # type: ignore[no-any-return]
+        return await self.hooks.first("identify", connection=connection, platform=self)
 
     async def province_exists(self, code: str) -> bool:
         return bool(await AdminUnit.exists().where(AdminUnit.code == code))
@@ -129,7 +132,8 @@ class Platform:
                 values=[ProvincePluginState.enabled, ProvincePluginState.changed_by, ProvincePluginState.changed_at],
             )
             await self.audit.record(
-                by, "core.province_plugins." + ("enable" if enabled else "disable"),
+                by,
+                "core.province_plugins." + ("enable" if enabled else "disable"),
                 Resource(kind="province_plugin", id=plugin, province=province),
                 purpose="core.identity",
             )

@@ -118,9 +118,7 @@ def load_plugins(
     _check_pending(pm)
     for name, info in infos.items():
         plugin = pm.get_plugin(name)
-        implemented = tuple(
-            sorted(hc.name for hc in pm.get_hookcallers(plugin) or ())
-        )
+        implemented = tuple(sorted(hc.name for hc in pm.get_hookcallers(plugin) or ()))
         infos[name] = PluginInfo(**{**info.__dict__, "hooks": implemented})
     return pm, infos
 
@@ -154,7 +152,7 @@ def _kind_of(plugin: object) -> str:
     return "province" if province_of(plugin) else "extension"
 
 
-def _own_hookspecs(plugin: object) -> Iterator[object]:
+def _own_hookspecs(plugin: object) -> Iterator[Any]:
     """A plugin's own spec module: ``<package>.hookspecs`` or a ``HOOKSPECS`` attribute."""
     declared = getattr(plugin, "HOOKSPECS", None)
     if declared is not None:
@@ -188,9 +186,12 @@ def _check_pending(pm: pluggy.PluginManager) -> None:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginLoadError(
-            f"plugin {exc.plugin_name!r} implements a hook that no plugin specifies "
-            f"(misspelt?): {exc}"
+            f"plugin {_name_of(pm, exc.plugin)!r} implements a hook that no plugin specifies (misspelt?): {exc}"
         ) from exc
+
+
+def _name_of(pm: pluggy.PluginManager, plugin: object) -> str:
+    return pm.get_name(plugin) or str(getattr(plugin, "__name__", repr(plugin)))
 
 
 class HookFailed(RuntimeError):
@@ -207,15 +208,11 @@ class Hooks:
     them off.
     """
 
-    def __init__(
-        self, pm: pluggy.PluginManager, infos: dict[str, PluginInfo], *, trace: bool = False
-    ) -> None:
+    def __init__(self, pm: pluggy.PluginManager, infos: dict[str, PluginInfo], *, trace: bool = False) -> None:
         self.pm = pm
         self.infos = infos
         self.trace = trace
-        self._province_plugins: dict[str, str] = {
-            name: info.province for name, info in infos.items() if info.province
-        }
+        self._province_plugins: dict[str, str] = {name: info.province for name, info in infos.items() if info.province}
         self._disabled: frozenset[str] = frozenset()
         self._callers: dict[tuple[str | None, str], Any] = {}
 
@@ -223,10 +220,7 @@ class Hooks:
 
     def province_plugins(self, province: str | None = None) -> list[str]:
         """Names of loaded province plugins, of one province or of all."""
-        return sorted(
-            name for name, code in self._province_plugins.items()
-            if province is None or code == province
-        )
+        return sorted(name for name, code in self._province_plugins.items() if province is None or code == province)
 
     @property
     def disabled(self) -> frozenset[str]:
@@ -326,9 +320,7 @@ class Hooks:
                 votes.append(Vote.deny(f"plugin {plugin_name} returned no Vote (fail closed)"))
         return votes
 
-    def _run(
-        self, caller: Any, name: str, kwargs: dict[str, Any]
-    ) -> Iterator[tuple[str, Any, BaseException | None]]:
+    def _run(self, caller: Any, name: str, kwargs: dict[str, Any]) -> Iterator[tuple[str, Any, BaseException | None]]:
         # pluggy calls the most recently registered (and tryfirst) hookimpls first.
         for impl in reversed(caller.get_hookimpls()):
             if impl.wrapper or impl.hookwrapper:
@@ -343,7 +335,9 @@ class Hooks:
                 continue
             if self.trace:
                 log.info(
-                    "hook.call", hook=name, plugin=impl.plugin_name,
+                    "hook.call",
+                    hook=name,
+                    plugin=impl.plugin_name,
                     ms=round((time.perf_counter() - started) * 1000, 3),
                     returned=type(outcome).__name__,
                 )
@@ -352,8 +346,11 @@ class Hooks:
     @staticmethod
     def _log_failure(name: str, plugin_name: str, exc: BaseException) -> None:
         log.error(
-            "hook.failed", hook=name, plugin=plugin_name,
-            error=f"{type(exc).__name__}: {exc}", exc_info=exc,
+            "hook.failed",
+            hook=name,
+            plugin=plugin_name,
+            error=f"{type(exc).__name__}: {exc}",
+            exc_info=exc,
         )
 
 

@@ -55,11 +55,12 @@ class RateLimiter:
                 count, _ = await pipe.execute()
         else:
             rows = await self._db.execute(
-                "INSERT INTO rate_bucket (bucket, count, expires_at) VALUES ({}, 1, {}) "
-                "ON CONFLICT (bucket) DO UPDATE SET count = rate_bucket.count + 1 RETURNING count",
-                bucket, expires,
+                "INSERT INTO rate_bucket (bucket, hits, expires_at) VALUES ({}, 1, {}) "
+                "ON CONFLICT (bucket) DO UPDATE SET hits = rate_bucket.hits + 1 RETURNING hits",
+                bucket,
+                expires,
             )
-            count = rows[0]["count"]
+            count = rows[0]["hits"]
         return RateResult(allowed=count <= limit, count=int(count), retry_after=max(1, expires - now))
 
     async def enforce(self, key: str, *, limit: int, window: int, what: str) -> None:
@@ -73,7 +74,5 @@ class RateLimiter:
 
     async def purge_expired(self) -> int:
         """Delete finished windows (database store). Returns how many were removed."""
-        removed = await RateBucket.delete().where(RateBucket.expires_at < int(time.time())).returning(
-            RateBucket.bucket
-        )
+        removed = await RateBucket.delete().where(RateBucket.expires_at < int(time.time())).returning(RateBucket.bucket)
         return len(removed)

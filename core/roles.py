@@ -16,8 +16,13 @@ from core.principal import (
 # What the core itself lets each role do; plugins add their own actions.
 CORE_GRANTS: dict[str, frozenset[str]] = {
     NATIONAL_ADMIN: frozenset(
-        {"core.staff.manage", "core.apikey.manage", "core.audit.read", "core.province_plugins.manage",
-         "core.events.read"}
+        {
+            "core.staff.manage",
+            "core.apikey.manage",
+            "core.audit.read",
+            "core.province_plugins.manage",
+            "core.events.read",
+        }
     ),
     PROVINCE_ADMIN: frozenset({"core.staff.manage", "core.apikey.manage", "core.province_plugins.manage"}),
     CITIZEN: frozenset({"core.consent.manage", "core.audit.read_own"}),
@@ -29,8 +34,12 @@ class RoleRegistry:
     def __init__(self, contributed: Iterable[Role]) -> None:
         roles: dict[str, Role] = {}
         core = [
-            Role(name=r.name, scope=r.scope, description=r.description,
-                 grants=CORE_GRANTS.get(r.name, frozenset()) | EVERYONE)
+            Role(
+                name=r.name,
+                scope=r.scope,
+                description=r.description,
+                grants=CORE_GRANTS.get(r.name, frozenset()) | EVERYONE,
+            )
             for r in CORE_ROLES
         ]
         for role in [*core, *contributed]:
@@ -44,7 +53,9 @@ class RoleRegistry:
                     "plugins that extend a role must keep its scope"
                 )
             roles[role.name] = Role(
-                name=role.name, scope=known.scope, grants=known.grants | role.grants,
+                name=role.name,
+                scope=known.scope,
+                grants=known.grants | role.grants,
                 description=known.description or role.description,
             )
         self.roles = roles
@@ -58,9 +69,7 @@ class RoleRegistry:
         # "checkin.*" grants every checkin action.
         return any(g.endswith(".*") and action.startswith(g[:-1]) for g in role.grants)
 
-    def validate_assignment(
-        self, roles: list[str], *, province: str | None, site: str | None, lab: str | None
-    ) -> None:
+    def validate_assignment(self, roles: list[str], *, province: str | None, site: str | None, lab: str | None) -> None:
         """Raise ``ValueError`` unless each role exists and has the scope it needs."""
         if not roles:
             raise InvalidInput("roles: give at least one role")

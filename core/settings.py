@@ -102,9 +102,7 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         return f"Settings({self.redacted()!r})"
 
 
-def load_settings(
-    env: dict[str, str] | None = None, toml_path: str | Path | None = None, **overrides: Any
-) -> Settings:
+def load_settings(env: dict[str, str] | None = None, toml_path: str | Path | None = None, **overrides: Any) -> Settings:
     """Read settings from a TOML file, the environment and ``overrides`` (highest first).
 
     Raises ``SettingsError`` naming the first wrong setting.
@@ -135,8 +133,8 @@ def validate_plugin_sections(settings: Settings, sections: list[PluginSettings])
         try:
             validated[section.name] = msgspec.convert(raw, section.struct, strict=False)
         except msgspec.ValidationError as exc:
-            message = str(exc).replace("$.", f"plugin.{section.name}.").replace(
-                " - at `$`", f" - in plugin.{section.name}"
+            message = (
+                str(exc).replace("$.", f"plugin.{section.name}.").replace(" - at `$`", f" - in plugin.{section.name}")
             )
             raise SettingsError(f"invalid setting: {message}") from exc
     unknown = sorted(set(settings.plugin) - declared)
@@ -163,7 +161,7 @@ def _merge_env(raw: dict[str, Any], env: dict[str, str]) -> None:
     for key, value in env.items():
         if not key.startswith(ENV_PREFIX) or key == f"{ENV_PREFIX}CONFIG":
             continue
-        name = key[len(ENV_PREFIX):].lower()
+        name = key[len(ENV_PREFIX) :].lower()
         if name.startswith("plugin__"):
             parts = name.split("__")
             if len(parts) != 3 or not all(parts):

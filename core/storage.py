@@ -9,17 +9,16 @@ and several platforms (tests) can take turns in one process.
 from __future__ import annotations
 
 import contextlib
-from graphlib import TopologicalSorter
 import importlib
 import io
 import os
 from collections.abc import Callable, Iterable
+from graphlib import TopologicalSorter
 from typing import Any, Literal
 
 from piccolo.apps.migrations.commands.forwards import ForwardsMigrationManager
 from piccolo.apps.migrations.tables import Migration
 from piccolo.conf.apps import AppConfig, AppRegistry
-from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from piccolo.table import Table
@@ -46,8 +45,8 @@ class Database:
         self.kind: Literal["sqlite", "postgres"] = "sqlite" if url.startswith("sqlite") else "postgres"
         self.pool_size = pool_size
         self.app_modules = list(dict.fromkeys([CORE_APP, *app_modules]))
-        self.replicas = [_engine(u) for u in replica_urls]
-        self.engine: Engine = _engine(url, extra_nodes=self.replicas)
+        self.replicas = {f"replica{i}": _engine(u) for i, u in enumerate(replica_urls)}
+        self.engine: Any = _engine(url, extra_nodes=self.replicas)
         self.registry = AppRegistry(apps=self.app_modules)
         self._pooled = False
 
@@ -72,7 +71,7 @@ class Database:
         global _active
         _active = self
         for table in [*self.tables, Migration]:
-            table._meta.db = self.engine
+            table._meta.db = self.engine  # type: ignore[attr-defined]
 
     async def start(self) -> None:
         """Open the connection pool (PostgreSQL) and tune SQLite for concurrent use."""
@@ -102,7 +101,7 @@ class Database:
         """Run raw SQL with ``{}`` placeholders (Piccolo's) and return rows as dicts."""
         from piccolo.querystring import QueryString
 
-        return await self.engine.run_querystring(QueryString(sql, *args))  # type: ignore[no-any-return]
+        return await self.engine.run_querystring(QueryString(sql, *args))
 
     async def pending_migrations(self) -> dict[str, list[str]]:
         """Migration ids not yet applied, per app."""
@@ -155,12 +154,12 @@ def active() -> Database:
     return _active
 
 
-def _engine(url: str, extra_nodes: list[Engine] | None = None) -> Engine:
+def _engine(url: str, extra_nodes: dict[str, Any] | None = None) -> Any:
     if url.startswith("sqlite"):
         path = url.split("://", 1)[1][1:] if "://" in url else url
         return SQLiteEngine(path=path or "phongdich.sqlite3", timeout=30)
     dsn = url.replace("postgres://", "postgresql://", 1)
-    return PostgresEngine(config={"dsn": dsn}, extra_nodes=extra_nodes or [], log_queries=False)
+    return PostgresEngine(config={"dsn": dsn}, extra_nodes=extra_nodes or {}, log_queries=False)
 
 
 def import_app(module: str) -> AppConfig:

@@ -92,7 +92,7 @@ class RateBucket(Table, tablename="rate_bucket"):
     """Fixed-window counters, used when no Redis is configured."""
 
     bucket = Varchar(length=255, primary_key=True)
-    count = Integer(default=0)
+    hits = Integer(default=0)
     expires_at = BigInt(index=True)
 
 
@@ -186,7 +186,18 @@ class ProvincePluginState(Table, tablename="province_plugin_state"):
 
 
 CORE_TABLES: tuple[type[Table], ...] = (
-    AdminUnit, StaffAccount, Citizen, AccessToken, ApiKey, OtpChallenge, RateBucket,
-    ConsentRecord, AuditLog, MessageOutbox, EventOutbox, EventDelivery, JobLease,
+    AdminUnit,
+    StaffAccount,
+    Citizen,
+    AccessToken,
+    ApiKey,
+    OtpChallenge,
+    RateBucket,
+    ConsentRecord,
+    AuditLog,
+    MessageOutbox,
+    EventOutbox,
+    EventDelivery,
+    JobLease,
     ProvincePluginState,
 )

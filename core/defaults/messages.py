@@ -24,9 +24,15 @@ async def send_message(message: Message, platform: Platform) -> Receipt:
     message_id = uuid.uuid4()
     await MessageOutbox.insert(
         MessageOutbox(
-            id=message_id, channel=message.channel, recipient=message.recipient, kind=message.kind,
-            body_vi=message.body_vi, body_en=message.body_en, province=message.province,
-            created_at=clock.now(), status="queued",
+            id=message_id,
+            channel=message.channel,
+            recipient=message.recipient,
+            kind=message.kind,
+            body_vi=message.body_vi,
+            body_en=message.body_en,
+            province=message.province,
+            created_at=clock.now(),
+            status="queued",
         )
     )
     return Receipt(channel="outbox", id=str(message_id), status="queued")

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import delete, get, post, put
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from core.access import Resource
@@ -17,6 +17,7 @@ from core.identity import IssuedKey
 from core.platform import Platform
 from core.principal import NATIONAL_ADMIN, Principal
 from core.tables import ApiKey
+from core.web.guard import PlatformDep, PrincipalDep
 
 ProvinceCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{2}$")]
 ScopeId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -59,44 +60,60 @@ class ProvincePluginView(msgspec.Struct):
 
 
 @post("/api/admin/staff", opt={"action": "core.staff.manage"}, tags=["admin"], summary="Create a staff account")
-async def create_staff(data: StaffBody, principal: Principal, platform: Platform) -> StaffCreated:
+async def create_staff(data: JSONBody[StaffBody], principal: PrincipalDep, platform: PlatformDep) -> StaffCreated:
     await _check_delegation(platform, principal, "core.staff.manage", data.roles, data.province)
     account_id = await platform.identity.create_staff(
-        username=data.username, password=data.password, display_name=data.display_name,
-        roles=list(data.roles), province=data.province, site=data.site, lab=data.lab,
+        username=data.username,
+        password=data.password,
+        display_name=data.display_name,
+        roles=list(data.roles),
+        province=data.province,
+        site=data.site,
+        lab=data.lab,
     )
     return StaffCreated(id=account_id, username=data.username)
 
 
 @post("/api/admin/api-keys", opt={"action": "core.apikey.manage"}, tags=["admin"], summary="Issue an API key")
-async def create_api_key(data: ApiKeyBody, principal: Principal, platform: Platform) -> IssuedKey:
+async def create_api_key(data: JSONBody[ApiKeyBody], principal: PrincipalDep, platform: PlatformDep) -> IssuedKey:
     await _check_delegation(platform, principal, "core.apikey.manage", data.roles, data.province)
     return await platform.identity.create_api_key(
-        name=data.name, roles=list(data.roles), kind=data.kind, created_by=principal.id,
-        province=data.province, site=data.site, lab=data.lab,
+        name=data.name,
+        roles=list(data.roles),
+        kind=data.kind,
+        created_by=principal.id,
+        province=data.province,
+        site=data.site,
+        lab=data.lab,
     )
 
 
 @delete(
-    "/api/admin/api-keys/{key_id:uuid}", opt={"action": "core.apikey.manage"}, status_code=HTTP_204_NO_CONTENT,
-    tags=["admin"], summary="Revoke an API key",
+    "/api/admin/api-keys/{key_id:uuid}",
+    opt={"action": "core.apikey.manage"},
+    status_code=HTTP_204_NO_CONTENT,
+    tags=["admin"],
+    summary="Revoke an API key",
 )
-async def revoke_api_key(key_id: UUID, principal: Principal, platform: Platform) -> None:
+async def revoke_api_key(key_id: FromPath[UUID], principal: PrincipalDep, platform: PlatformDep) -> None:
     row = await ApiKey.select(ApiKey.province).where(ApiKey.id == key_id).first()
     if row is None:
         raise NotFound("key_id: no such API key")
-    await platform.access.check(principal, "core.apikey.manage", Resource(kind="api_key", id=str(key_id),
-                                                                           province=row["province"]))
+    await platform.access.check(
+        principal, "core.apikey.manage", Resource(kind="api_key", id=str(key_id), province=row["province"])
+    )
     await platform.identity.revoke_api_key(str(key_id))
 
 
 @get(
-    "/api/admin/audit", opt={"action": "core.audit.read", "purpose": "core.transparency"}, tags=["admin"],
+    "/api/admin/audit",
+    opt={"action": "core.audit.read", "purpose": "core.transparency"},
+    tags=["admin"],
     summary="Search the audit trail by subject (this search is itself audited)",
 )
 async def search_audit(
-    principal: Principal,
-    platform: Platform,
+    principal: PrincipalDep,
+    platform: PlatformDep,
     subject_id: Annotated[str, Parameter(min_length=1, max_length=64)],
     limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
 ) -> list[AuditRecord]:
@@ -107,24 +124,29 @@ async def search_audit(
 
 
 @get(
-    "/api/admin/province-plugins", opt={"action": "core.province_plugins.manage"}, tags=["admin"],
+    "/api/admin/province-plugins",
+    opt={"action": "core.province_plugins.manage"},
+    tags=["admin"],
     summary="Province plugins available to my province, and whether each is on",
 )
-async def list_province_plugins(principal: Principal, platform: Platform) -> list[ProvincePluginView]:
+async def list_province_plugins(principal: PrincipalDep, platform: PlatformDep) -> list[ProvincePluginView]:
     province = None if NATIONAL_ADMIN in principal.roles else principal.province
     return [
-        ProvincePluginView(name=name, province=platform.plugins[name].province or "",
-                           enabled=name not in platform.hooks.disabled)
+        ProvincePluginView(
+            name=name, province=platform.plugins[name].province or "", enabled=name not in platform.hooks.disabled
+        )
         for name in platform.hooks.province_plugins(province)
     ]
 
 
 @put(
-    "/api/admin/province-plugins/{name:str}", opt={"action": "core.province_plugins.manage"}, tags=["admin"],
+    "/api/admin/province-plugins/{name:str}",
+    opt={"action": "core.province_plugins.manage"},
+    tags=["admin"],
     summary="Switch a province plugin on or off in its province (audited, no restart)",
 )
 async def switch_province_plugin(
-    name: str, data: ProvincePluginBody, principal: Principal, platform: Platform
+    name: FromPath[str], data: JSONBody[ProvincePluginBody], principal: PrincipalDep, platform: PlatformDep
 ) -> ProvincePluginView:
     info = platform.plugins.get(name)
     if info is None or info.province is None:

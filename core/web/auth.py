@@ -7,12 +7,11 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, post
+from litestar.params import JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from core.identity import IssuedToken
-from core.platform import Platform
-from core.principal import Principal
-from core.web.guard import client_address
+from core.web.guard import PlatformDep, PrincipalDep, client_address
 
 PUBLIC = {"public": True, "purpose": "core.identity"}
 
@@ -42,15 +41,20 @@ class OtpVerifyBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @post("/api/auth/login", opt=PUBLIC, tags=["auth"], summary="Staff sign-in: returns a bearer token")
-async def login(data: LoginBody, request: Request[Any, Any, Any], platform: Platform) -> IssuedToken:
+async def login(data: JSONBody[LoginBody], request: Request[Any, Any, Any], platform: PlatformDep) -> IssuedToken:
     return await platform.identity.login(data.username, data.password, client_address(request))
 
 
 @post(
-    "/api/auth/otp", opt=PUBLIC, status_code=HTTP_202_ACCEPTED, tags=["auth"],
+    "/api/auth/otp",
+    opt=PUBLIC,
+    status_code=HTTP_202_ACCEPTED,
+    tags=["auth"],
     summary="Citizen sign-in, step 1: send a one-time code to the phone",
 )
-async def request_otp(data: OtpRequestBody, request: Request[Any, Any, Any], platform: Platform) -> OtpSent:
+async def request_otp(
+    data: JSONBody[OtpRequestBody], request: Request[Any, Any, Any], platform: PlatformDep
+) -> OtpSent:
     expires = await platform.identity.request_otp(data.phone, client_address(request))
     return OtpSent(
         expires_at=expires,
@@ -59,15 +63,20 @@ async def request_otp(data: OtpRequestBody, request: Request[Any, Any, Any], pla
 
 
 @post("/api/auth/otp/verify", opt=PUBLIC, tags=["auth"], summary="Citizen sign-in, step 2: the code")
-async def verify_otp(data: OtpVerifyBody, request: Request[Any, Any, Any], platform: Platform) -> IssuedToken:
+async def verify_otp(
+    data: JSONBody[OtpVerifyBody], request: Request[Any, Any, Any], platform: PlatformDep
+) -> IssuedToken:
     return await platform.identity.verify_otp(data.phone, data.code, client_address(request))
 
 
 @post(
-    "/api/auth/logout", opt={"action": "core.me.read"}, status_code=HTTP_204_NO_CONTENT, tags=["auth"],
+    "/api/auth/logout",
+    opt={"action": "core.me.read"},
+    status_code=HTTP_204_NO_CONTENT,
+    tags=["auth"],
     summary="Revoke the token or key used for this request",
 )
-async def logout(principal: Principal, platform: Platform) -> None:
+async def logout(principal: PrincipalDep, platform: PlatformDep) -> None:
     if principal.credential_id is None:
         return
     if principal.id.startswith("key:"):

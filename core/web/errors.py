@@ -9,7 +9,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, NotFound
 
 log = structlog.get_logger("core.errors")
 

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from litestar import Request
+from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
 
 from core.access import Resource
-from core.plugins import HookFailed
 from core.platform import Platform
+from core.plugins import HookFailed
 from core.principal import Principal
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> P
     """The request's principal, identified once and kept on the connection's state."""
     cached = connection.state.get("principal", _UNSET)
     if cached is not _UNSET:
-        return cached  # type: ignore[no-any-return]
+        return cached
     platform: Platform = connection.app.state.platform
     try:
         principal = await platform.identify(connection)
@@ -84,6 +85,11 @@ async def provide_platform(request: Request[Any, Any, Any]) -> Platform:
     """Dependency ``platform``: the running platform."""
     platform: Platform = request.app.state.platform
     return platform
+
+
+# What handlers write: ``async def handler(principal: PrincipalDep, platform: PlatformDep)``.
+PrincipalDep = NamedDependency[Principal]
+PlatformDep = NamedDependency[Platform]
 
 
 def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:

@@ -9,6 +9,7 @@ from litestar import get
 from litestar.exceptions import ServiceUnavailableException
 
 from core.platform import Platform
+from core.web.guard import PlatformDep
 
 PUBLIC = {"public": True}
 
@@ -29,7 +30,7 @@ async def healthz() -> dict[str, str]:
 
 
 @get("/readyz", opt=PUBLIC, tags=["operations"], summary="The database answers and is migrated")
-async def readyz(platform: Platform) -> dict[str, Any]:
+async def readyz(platform: PlatformDep) -> dict[str, Any]:
     try:
         await platform.db.ping()
         pending = await platform.db.pending_migrations()
@@ -38,13 +39,14 @@ async def readyz(platform: Platform) -> dict[str, Any]:
     if pending:
         raise ServiceUnavailableException(
             "database needs migrations: run `phongdich migrate` ("
-            + ", ".join(f"{app}: {len(ids)}" for app, ids in pending.items()) + ")"
+            + ", ".join(f"{app}: {len(ids)}" for app, ids in pending.items())
+            + ")"
         )
     return {"status": "ready", "database": platform.db.kind}
 
 
 @get("/-/plugins", opt=PUBLIC, tags=["operations"], summary="Loaded plugins and the hooks they implement")
-async def plugins(platform: Platform) -> list[PluginView]:
+async def plugins(platform: PlatformDep) -> list[PluginView]:
     return plugin_views(platform)
 
 
@@ -52,8 +54,12 @@ def plugin_views(platform: Platform) -> list[PluginView]:
     sections = set(platform.plugin_settings)
     return [
         PluginView(
-            name=info.name, kind=info.kind, version=info.version, province=info.province,
-            enabled=info.name not in platform.hooks.disabled, hooks=list(info.hooks),
+            name=info.name,
+            kind=info.kind,
+            version=info.version,
+            province=info.province,
+            enabled=info.name not in platform.hooks.disabled,
+            hooks=list(info.hooks),
             settings_section=f"plugin.{info.name}" if info.name in sections else None,
         )
         for info in platform.plugins.values()

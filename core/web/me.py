@@ -7,13 +7,12 @@ from typing import Annotated
 import msgspec
 from litestar import get, put
 from litestar.exceptions import PermissionDeniedException
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 
 from core.audit import AuditRecord
 from core.consent import ConsentState, UnknownPurpose
 from core.errors import NotFound
-from core.platform import Platform
-from core.principal import Principal
+from core.web.guard import PlatformDep, PrincipalDep
 from core.web.menu import MenuItem
 
 
@@ -31,20 +30,26 @@ class ConsentBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @get("/api/me", opt={"action": "core.me.read"}, tags=["me"], summary="Who am I")
-async def me(principal: Principal) -> MeView:
+async def me(principal: PrincipalDep) -> MeView:
     return MeView(
-        id=principal.id, kind=principal.kind, roles=sorted(principal.roles), province=principal.province,
-        site=principal.site, lab=principal.lab,
+        id=principal.id,
+        kind=principal.kind,
+        roles=sorted(principal.roles),
+        province=principal.province,
+        site=principal.site,
+        lab=principal.lab,
     )
 
 
 @get(
-    "/api/me/access-log", opt={"action": "core.audit.read_own", "purpose": "core.transparency"},
-    tags=["me"], summary="Who accessed my personal data, newest first",
+    "/api/me/access-log",
+    opt={"action": "core.audit.read_own", "purpose": "core.transparency"},
+    tags=["me"],
+    summary="Who accessed my personal data, newest first",
 )
 async def access_log(
-    principal: Principal,
-    platform: Platform,
+    principal: PrincipalDep,
+    platform: PlatformDep,
     limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
     before_id: Annotated[int | None, Parameter(ge=1)] = None,
 ) -> list[AuditRecord]:
@@ -54,16 +59,20 @@ async def access_log(
 
 
 @get("/api/me/consents", opt={"action": "core.consent.manage"}, tags=["me"], summary="My consents, per purpose")
-async def consents(principal: Principal, platform: Platform) -> list[ConsentState]:
+async def consents(principal: PrincipalDep, platform: PlatformDep) -> list[ConsentState]:
     assert principal.subject_id is not None
     return await platform.consent.states(principal.subject_id)
 
 
 @put(
-    "/api/me/consents/{purpose:str}", opt={"action": "core.consent.manage"}, tags=["me"],
+    "/api/me/consents/{purpose:str}",
+    opt={"action": "core.consent.manage"},
+    tags=["me"],
     summary="Grant or withdraw consent for a purpose (takes effect at once)",
 )
-async def set_consent(purpose: str, data: ConsentBody, principal: Principal, platform: Platform) -> ConsentState:
+async def set_consent(
+    purpose: FromPath[str], data: JSONBody[ConsentBody], principal: PrincipalDep, platform: PlatformDep
+) -> ConsentState:
     assert principal.subject_id is not None
     try:
         return await platform.consent.record(principal.subject_id, purpose, granted=data.granted, by=principal.id)
@@ -72,7 +81,7 @@ async def set_consent(purpose: str, data: ConsentBody, principal: Principal, pla
 
 
 @get("/api/me/menu", opt={"action": "core.me.read"}, tags=["me"], summary="Menu entries for me")
-async def menu(principal: Principal, platform: Platform) -> list[MenuItem]:
+async def menu(principal: PrincipalDep, platform: PlatformDep) -> list[MenuItem]:
     items = await platform.hooks.collect("register_menu_items", province=principal.province, principal=principal)
     flat = [item for group in items for item in group]
     return sorted(flat, key=lambda item: (item.order, item.label_en))
