@@ -78,9 +78,9 @@ async def load_demo(platform: Platform, password: str, progress: Callable[[str],
             await platform.identity.create_staff(password=password, **account)  # type: ignore[arg-type]
             created += 1
     progress(f"staff accounts: {created} created, {len(accounts) - created} already there")
-    for plugin_name in [name for name, info in platform.plugins.items() if info.kind != "core"]:
-        progress(f"plugin {plugin_name}: loading its demo data")
-    await platform.hooks.collect("load_demo_data", platform=platform)
+    contributors = [name for name, info in platform.plugins.items() if "load_demo_data" in info.hooks]
+    await platform.hooks.collect_all("load_demo_data", platform=platform)
+    progress(f"plugin demo data: {', '.join(contributors) or 'no plugin adds any yet'}")
     names = ", ".join(str(a["username"]) for a in accounts[:4])
     return (
         f"Demo ready: {len(accounts)} staff accounts ({names}, ...), all with password {password}\n"

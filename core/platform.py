@@ -87,11 +87,11 @@ class Platform:
         await self.refresh_plugin_state(force=True)
         if not self._started:
             self._started = True
-            await self.hooks.collect("startup", platform=self)
+            await self.hooks.collect_all("startup", platform=self)
 
     async def stop(self) -> None:
         if self._started:
-            await self.hooks.collect("shutdown", platform=self)
+            await self.hooks.collect_all("shutdown", platform=self)
             self._started = False
         await self.limiter.stop()
         await self.db.stop()

@@ -273,8 +273,15 @@ class Hooks:
 
     async def collect(self, name: str, province: str | None = None, **kwargs: Any) -> list[Any]:
         """Like ``collect_sync`` at run time, scoped to ``province``, awaiting awaitables."""
+        return await self._collect(self.caller(name, province), name, kwargs)
+
+    async def collect_all(self, name: str, **kwargs: Any) -> list[Any]:
+        """Every loaded plugin, whatever its province (demo data, start-up): awaits awaitables."""
+        return await self._collect(getattr(self.pm.hook, name), name, kwargs)
+
+    async def _collect(self, caller: Any, name: str, kwargs: dict[str, Any]) -> list[Any]:
         results = []
-        for plugin_name, outcome, error in self._run(self.caller(name, province), name, kwargs):
+        for plugin_name, outcome, error in self._run(caller, name, kwargs):
             if error is not None:
                 continue
             try:
