@@ -18,6 +18,7 @@ import structlog
 from core import clock
 from core.access import Access
 from core.audit import AuditTrail
+from core.batching import GroupCommit
 from core.consent import CORE_PURPOSES, Consent
 from core.defaults.permissions import RoleRules
 from core.events import Events
@@ -69,6 +70,7 @@ class Platform:
         self.events = Events(self)
         self.limiter = RateLimiter(self.db, settings.redis_url)
         self.identity = Identity(self)
+        self.group_commit = GroupCommit(self.db)
         self.scheduler = Scheduler(self, [*core_jobs(), *_flatten(self.hooks.collect_sync("register_jobs"))])
         self._plugin_state_checked = 0.0
         self._started = False
@@ -93,6 +95,7 @@ class Platform:
         if self._started:
             await self.hooks.collect_all("shutdown", platform=self)
             self._started = False
+        await self.group_commit.close()
         await self.limiter.stop()
         await self.db.stop()
 

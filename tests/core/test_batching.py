@@ -1,0 +1,94 @@
+"""Group commit: batched writes commit together, a failing write fails alone, nothing is acknowledged early."""
+
+import asyncio
+import uuid
+
+import pytest
+
+from core import clock
+from core.batching import GroupCommit
+from core.tables import MessageOutbox
+
+
+def _message(recipient: str) -> MessageOutbox:
+    return MessageOutbox(
+        id=uuid.uuid4(),
+        channel="sms",
+        recipient=recipient,
+        kind="test",
+        body_vi="x",
+        body_en="x",
+        created_at=clock.now(),
+        status="queued",
+    )
+
+
+async def test_concurrent_writes_share_batches_and_all_commit(platform):
+    group = GroupCommit(platform.db, max_batch=50, max_wait=0.01)
+
+    async def write(n: int) -> int:
+        await MessageOutbox.insert(_message(f"r{n}"))
+        return n
+
+    results = await asyncio.gather(*(group.submit(lambda n=n: write(n)) for n in range(120)))
+    await group.close()
+    assert sorted(results) == list(range(120))
+    assert await MessageOutbox.count() == 120
+    assert group.batches < 120  # writes were grouped
+    assert group.writes == 120
+
+
+async def test_a_failing_write_fails_alone(platform):
+    group = GroupCommit(platform.db, max_batch=10, max_wait=0.01)
+
+    async def good(n: int) -> int:
+        await MessageOutbox.insert(_message(f"good{n}"))
+        return n
+
+    async def bad() -> None:
+        await MessageOutbox.insert(_message("bad"))
+        raise ValueError("rejected")
+
+    tasks = [group.submit(lambda n=n: good(n)) for n in range(5)] + [group.submit(bad)]
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    await group.close()
+    assert results[:5] == [0, 1, 2, 3, 4]
+    assert isinstance(results[5], ValueError)
+    recipients = {row["recipient"] for row in await MessageOutbox.select(MessageOutbox.recipient)}
+    assert recipients == {f"good{n}" for n in range(5)}  # the bad write was rolled back
+
+
+async def test_acknowledged_only_after_commit(platform):
+    group = GroupCommit(platform.db, max_batch=10, max_wait=0.05)
+    seen_inside: list[int] = []
+
+    async def write() -> None:
+        await MessageOutbox.insert(_message("late"))
+        seen_inside.append(1)
+
+    await group.submit(write)
+    await group.close()
+    # When submit returned, the row was visible to a fresh query (committed).
+    assert seen_inside == [1]
+    assert await MessageOutbox.count().where(MessageOutbox.recipient == "late") == 1
+
+
+@pytest.mark.parametrize("size", [1, 3])
+async def test_commit_failure_reaches_every_caller(platform, size, monkeypatch):
+    group = GroupCommit(platform.db, max_batch=10, max_wait=0.01)
+
+    class Broken:
+        async def __aenter__(self):
+            raise ConnectionError("database went away")
+
+        async def __aexit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(platform.db, "transaction", lambda: Broken())
+
+    async def write() -> None:
+        await MessageOutbox.insert(_message("never"))
+
+    results = await asyncio.gather(*(group.submit(write) for _ in range(size)), return_exceptions=True)
+    await group.close()
+    assert all(isinstance(r, ConnectionError) for r in results)
