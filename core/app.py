@@ -31,7 +31,7 @@ from core.platform import Platform
 from core.settings import Settings, load_settings
 from core.web import admin, auth, health, me
 from core.web.context import request_context
-from core.web.errors import domain_error, http_error, unexpected_error
+from core.web.errors import domain_error, http_error, undecodable_body, unexpected_error
 from core.web.guard import platform_guard, provide_platform, provide_principal
 
 CORE_ROUTES = [*health.ROUTES, *auth.ROUTES, *me.ROUTES, *admin.ROUTES]
@@ -85,6 +85,7 @@ def create_app(
             InvalidInput: domain_error,
             NotFound: domain_error,
             Conflict: domain_error,
+            UnicodeDecodeError: undecodable_body,
             Exception: unexpected_error,
         },
         middleware=[request_context],

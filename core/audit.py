@@ -23,6 +23,7 @@ from core.tables import AuditLog
 
 if TYPE_CHECKING:
     from core.access import Resource
+    from core.batching import GroupCommit
     from core.principal import Principal
     from core.storage import Database
 
@@ -53,8 +54,9 @@ class VerifyResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AuditTrail:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, group_commit: GroupCommit | None = None) -> None:
         self._db = db
+        self._group_commit = group_commit
 
     async def record(
         self,
@@ -65,30 +67,44 @@ class AuditTrail:
         purpose: str,
         detail: str = "",
     ) -> None:
-        """Append one row per resource (so every subject sees the access), in one locked step."""
+        """Append one row per resource (so every subject sees the access), in one locked step.
+
+        Inside a transaction the rows join it (they commit or roll back with the
+        fact they record); otherwise they go through group commit, and this
+        returns once they are committed.
+        """
         items = [resources] if not isinstance(resources, Sequence) else list(resources)
         if not items:
             return
         request_id = structlog.contextvars.get_contextvars().get("request_id")
+        entries = [
+            {
+                "actor_id": principal.id,
+                "actor_kind": principal.kind,
+                "action": action,
+                "subject_id": resource.subject_id,
+                "resource_kind": resource.kind,
+                "resource_id": resource.id,
+                "purpose": purpose,
+                "province": resource.province,
+                "request_id": request_id,
+                "detail": detail,
+            }
+            for resource in items
+        ]
+        if self._group_commit is None or self._db.in_transaction():
+            await self._append(entries)
+        else:
+            await self._group_commit.submit(lambda: self._append(entries))
+
+    async def _append(self, entries: list[dict[str, Any]]) -> None:
         async with self._db.transaction():
             prev = await self._lock_and_head()
             rows = []
-            for resource in items:
-                fields = {
-                    "at": clock.now(),
-                    "actor_id": principal.id,
-                    "actor_kind": principal.kind,
-                    "action": action,
-                    "subject_id": resource.subject_id,
-                    "resource_kind": resource.kind,
-                    "resource_id": resource.id,
-                    "purpose": purpose,
-                    "province": resource.province,
-                    "request_id": request_id,
-                    "detail": detail,
-                }
+            for entry in entries:
+                fields = {"at": clock.now(), **entry}
                 digest = chain_hash(prev, fields)
-                rows.append(AuditLog(**fields, prev_hash=prev, hash=digest))  # type: ignore[arg-type]
+                rows.append(AuditLog(**fields, prev_hash=prev, hash=digest))
                 prev = digest
             await AuditLog.insert(*rows)
 

@@ -11,6 +11,7 @@ the batch has committed, so batching never loses an acknowledged write.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -37,7 +38,8 @@ class GroupCommit:
     async def submit(self, write: Callable[[], Awaitable[T]]) -> T:
         """Run ``write`` in the next batch; return its result once the batch has committed."""
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._run(), name="group-commit")
+            # A clean context: the flusher must not inherit the first caller's transaction or log context.
+            self._flusher = asyncio.create_task(self._run(), name="group-commit", context=contextvars.Context())
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append((write, future))
         self._arrived.set()

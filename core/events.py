@@ -141,7 +141,7 @@ class Events:
             dead = attempts >= max_attempts
             log.warning(
                 "events.handler_failed",
-                event=row["event_name"],
+                event_name=row["event_name"],
                 plugin=row["plugin"],
                 attempt=attempts,
                 dead=dead,
@@ -172,7 +172,11 @@ class Events:
         hook = getattr(self._platform.hooks.pm.hook, row["event_name"])
         for impl in hook.get_hookimpls():
             if impl.plugin_name == row["plugin"]:
-                kwargs = {"event_id": str(row["event_id"]), "payload": row["payload"], "platform": self._platform}
+                payload = row["payload"]
+                # Piccolo hands JSON columns back as text on both SQLite and PostgreSQL.
+                if isinstance(payload, str | bytes):
+                    payload = msgspec.json.decode(payload)
+                kwargs = {"event_id": str(row["event_id"]), "payload": payload, "platform": self._platform}
                 result = impl.function(*[kwargs[name] for name in impl.argnames])
                 if inspect.isawaitable(result):
                     await result

@@ -176,8 +176,18 @@ class Identity:
     async def principal_from_token(self, token: str) -> Principal | None:
         if not token.startswith(TOKEN_PREFIX):
             return None
-        row = await AccessToken.select().where(AccessToken.token_hash == digest(token)).first()
-        if row is None or row["revoked_at"] is not None or clock.as_utc(row["expires_at"]) <= clock.now():
+        # One round trip per request: the token and, for staff, the account it belongs to.
+        rows = await self._platform.db.execute(
+            "SELECT t.id, t.account_kind, t.account_id, t.expires_at, t.revoked_at, "
+            "s.roles, s.province, s.site, s.lab, s.active "
+            "FROM access_token t LEFT JOIN staff_account s ON s.id = t.account_id "
+            "WHERE t.token_hash = {}",
+            digest(token),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        if row["revoked_at"] is not None or _as_datetime(row["expires_at"]) <= clock.now():
             return None
         if row["account_kind"] == "citizen":
             return Principal(
@@ -187,16 +197,15 @@ class Identity:
                 subject_id=str(row["account_id"]),
                 credential_id=str(row["id"]),
             )
-        staff = await StaffAccount.select().where(StaffAccount.id == row["account_id"]).first()
-        if staff is None or not staff["active"]:
+        if not row["active"]:
             return None
         return Principal(
-            id=f"staff:{staff['id']}",
+            id=f"staff:{row['account_id']}",
             kind="staff",
-            roles=frozenset(_roles(staff["roles"])),
-            province=staff["province"],
-            site=staff["site"],
-            lab=staff["lab"],
+            roles=frozenset(_roles(row["roles"])),
+            province=row["province"],
+            site=row["site"],
+            lab=row["lab"],
             credential_id=str(row["id"]),
         )
 
@@ -357,6 +366,13 @@ class Identity:
     def _code_hash(self, phone: str, code: str) -> str:
         key = self._settings.secret_key.encode()
         return hmac.new(key, f"otp:{phone}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def _as_datetime(value: Any) -> datetime:
+    """Raw queries on SQLite hand timestamps back as ISO text."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return clock.as_utc(value)
 
 
 def _roles(value: Any) -> list[str]:

@@ -65,12 +65,12 @@ class Platform:
             epidemic_declared=settings.epidemic_declared,
         )
         self.access = Access(self.hooks)
-        self.audit = AuditTrail(self.db)
+        self.group_commit = GroupCommit(self.db)
+        self.audit = AuditTrail(self.db, self.group_commit)
         self.messages = Messenger(self)
         self.events = Events(self)
         self.limiter = RateLimiter(self.db, settings.redis_url)
         self.identity = Identity(self)
-        self.group_commit = GroupCommit(self.db)
         self.scheduler = Scheduler(self, [*core_jobs(), *_flatten(self.hooks.collect_sync("register_jobs"))])
         self._plugin_state_checked = 0.0
         self._started = False

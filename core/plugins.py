@@ -215,6 +215,7 @@ class Hooks:
         self._province_plugins: dict[str, str] = {name: info.province for name, info in infos.items() if info.province}
         self._disabled: frozenset[str] = frozenset()
         self._callers: dict[tuple[str | None, str], Any] = {}
+        self._impls: dict[tuple[str | None, str], list[Any]] = {}
 
     # -- province scoping ----------------------------------------------------
 
@@ -232,6 +233,7 @@ class Hooks:
         if disabled != self._disabled:
             self._disabled = disabled
             self._callers.clear()
+            self._impls.clear()
 
     def caller(self, name: str, province: str | None) -> Any:
         """The hook caller for ``name`` as seen from ``province`` (cached)."""
@@ -247,12 +249,21 @@ class Hooks:
             self._callers[key] = cached
         return cached
 
+    def impls(self, name: str, province: str | None) -> list[Any]:
+        """The hookimpls a call for ``province`` runs, in call order (cached: a hot path)."""
+        key = (province, name)
+        cached = self._impls.get(key)
+        if cached is None:
+            cached = _in_call_order(self.caller(name, province))
+            self._impls[key] = cached
+        return cached
+
     # -- calling -------------------------------------------------------------
 
     def collect_sync(self, name: str, **kwargs: Any) -> list[Any]:
         """Every loaded plugin's non-None answer; a raising hookimpl is logged and skipped."""
         results = []
-        for plugin_name, outcome, error in self._run(getattr(self.pm.hook, name), name, kwargs):
+        for plugin_name, outcome, error in self._run(_in_call_order(getattr(self.pm.hook, name)), name, kwargs):
             if error is not None:
                 continue
             if inspect.isawaitable(outcome):
@@ -266,22 +277,22 @@ class Hooks:
     def collect_by_plugin(self, name: str, **kwargs: Any) -> list[tuple[str, Any]]:
         """Like ``collect_sync``, keeping which plugin answered what."""
         results = []
-        for plugin_name, outcome, error in self._run(getattr(self.pm.hook, name), name, kwargs):
+        for plugin_name, outcome, error in self._run(_in_call_order(getattr(self.pm.hook, name)), name, kwargs):
             if error is None and outcome is not None and not inspect.isawaitable(outcome):
                 results.append((plugin_name, outcome))
         return results
 
     async def collect(self, name: str, province: str | None = None, **kwargs: Any) -> list[Any]:
         """Like ``collect_sync`` at run time, scoped to ``province``, awaiting awaitables."""
-        return await self._collect(self.caller(name, province), name, kwargs)
+        return await self._collect(self.impls(name, province), name, kwargs)
 
     async def collect_all(self, name: str, **kwargs: Any) -> list[Any]:
         """Every loaded plugin, whatever its province (demo data, start-up): awaits awaitables."""
-        return await self._collect(getattr(self.pm.hook, name), name, kwargs)
+        return await self._collect(_in_call_order(getattr(self.pm.hook, name)), name, kwargs)
 
-    async def _collect(self, caller: Any, name: str, kwargs: dict[str, Any]) -> list[Any]:
+    async def _collect(self, impls: list[Any], name: str, kwargs: dict[str, Any]) -> list[Any]:
         results = []
-        for plugin_name, outcome, error in self._run(caller, name, kwargs):
+        for plugin_name, outcome, error in self._run(impls, name, kwargs):
             if error is not None:
                 continue
             try:
@@ -295,7 +306,7 @@ class Hooks:
 
     async def first(self, name: str, province: str | None = None, **kwargs: Any) -> Any:
         """The first non-None answer. A hookimpl that raises stops the call: ``HookFailed``."""
-        for plugin_name, outcome, error in self._run(self.caller(name, province), name, kwargs):
+        for plugin_name, outcome, error in self._run(self.impls(name, province), name, kwargs):
             if error is not None:
                 raise HookFailed(f"plugin {plugin_name!r} failed in {name}") from error
             try:
@@ -310,7 +321,7 @@ class Hooks:
     async def vote(self, name: str, province: str | None = None, **kwargs: Any) -> list[Vote]:
         """Every plugin's vote; a hookimpl that raises or answers nonsense votes deny."""
         votes: list[Vote] = []
-        for plugin_name, outcome, error in self._run(self.caller(name, province), name, kwargs):
+        for plugin_name, outcome, error in self._run(self.impls(name, province), name, kwargs):
             value: Any = None
             if error is None:
                 try:
@@ -327,11 +338,10 @@ class Hooks:
                 votes.append(Vote.deny(f"plugin {plugin_name} returned no Vote (fail closed)"))
         return votes
 
-    def _run(self, caller: Any, name: str, kwargs: dict[str, Any]) -> Iterator[tuple[str, Any, BaseException | None]]:
-        # pluggy calls the most recently registered (and tryfirst) hookimpls first.
-        for impl in reversed(caller.get_hookimpls()):
-            if impl.wrapper or impl.hookwrapper:
-                continue
+    def _run(
+        self, impls: list[Any], name: str, kwargs: dict[str, Any]
+    ) -> Iterator[tuple[str, Any, BaseException | None]]:
+        for impl in impls:
             args = [kwargs[arg] for arg in impl.argnames]
             started = time.perf_counter() if self.trace else 0.0
             try:
@@ -359,6 +369,11 @@ class Hooks:
             error=f"{type(exc).__name__}: {exc}",
             exc_info=exc,
         )
+
+
+def _in_call_order(caller: Any) -> list[Any]:
+    """pluggy's order: the most recently registered (and tryfirst) hookimpls first; no wrappers."""
+    return [impl for impl in reversed(caller.get_hookimpls()) if not (impl.wrapper or impl.hookwrapper)]
 
 
 def _close(awaitable: Any) -> None:

@@ -20,8 +20,10 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 
 ENV_PREFIX = "PHONGDICH_"
-SECRET_FIELDS = frozenset({"secret_key"})
+SECRET_FIELDS = frozenset({"secret_key", "previous_secret_keys"})
 REDACTED = "***"
+# PHONGDICH_* variables that are read elsewhere, not settings.
+NOT_SETTINGS = frozenset({f"{ENV_PREFIX}CONFIG", f"{ENV_PREFIX}TEST_DATABASE"})
 
 Minutes = Annotated[int, msgspec.Meta(ge=1, le=60 * 24 * 365)]
 Count = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
@@ -51,6 +53,11 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     redis_url: str | None = None
     secret_key: str = ""
     secret_key_file: str | None = None
+    # Rotation: tokens name the key version that signed them (core.signing).
+    secret_key_version: Annotated[int, msgspec.Meta(ge=1, le=999_999)] = 1
+    previous_secret_keys: list[Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,6}:.{32,}$")]] = msgspec.field(
+        default_factory=list
+    )
     base_url: str = "http://127.0.0.1:8000"
     plugins: list[str] = msgspec.field(default_factory=list)
     admin_units_file: str | None = None
@@ -136,6 +143,9 @@ def validate_plugin_sections(settings: Settings, sections: list[PluginSettings])
             message = (
                 str(exc).replace("$.", f"plugin.{section.name}.").replace(" - at `$`", f" - in plugin.{section.name}")
             )
+            if f"plugin.{section.name}" not in message:
+                # msgspec gives no path for an unknown field at the top of the section.
+                message = f"plugin.{section.name}: {message}"
             raise SettingsError(f"invalid setting: {message}") from exc
     unknown = sorted(set(settings.plugin) - declared)
     if unknown:
@@ -159,7 +169,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 def _merge_env(raw: dict[str, Any], env: dict[str, str]) -> None:
     fields = {f.name: f for f in msgspec.structs.fields(Settings)}
     for key, value in env.items():
-        if not key.startswith(ENV_PREFIX) or key == f"{ENV_PREFIX}CONFIG":
+        if not key.startswith(ENV_PREFIX) or key in NOT_SETTINGS:
             continue
         name = key[len(ENV_PREFIX) :].lower()
         if name.startswith("plugin__"):
@@ -173,7 +183,7 @@ def _merge_env(raw: dict[str, Any], env: dict[str, str]) -> None:
                 f"{key} is not a phongdich setting; known: "
                 + ", ".join(ENV_PREFIX + n.upper() for n in sorted(fields) if n != "plugin")
             )
-        if name in ("plugins", "replica_urls"):
+        if name in ("plugins", "replica_urls", "previous_secret_keys"):
             raw[name] = [item.strip() for item in value.split(",") if item.strip()]
         elif value == "" and fields[name].default is None:
             raw[name] = None

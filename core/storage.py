@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from graphlib import TopologicalSorter
 from typing import Any, Literal
 
+import asyncpg
 from piccolo.apps.migrations.commands.forwards import ForwardsMigrationManager
 from piccolo.apps.migrations.tables import Migration
 from piccolo.conf.apps import AppConfig, AppRegistry
@@ -154,12 +155,26 @@ def active() -> Database:
     return _active
 
 
+class _PooledConnection(asyncpg.Connection):
+    """Skips asyncpg's reset query on release, saving a round trip per request.
+
+    phongdich sets no session state (no LISTEN, session settings, cursors or
+    session-level advisory locks), so there is nothing to reset; a connection
+    released inside a transaction is still rolled back.
+    """
+
+    def get_reset_query(self) -> str:
+        return "ROLLBACK" if self.is_in_transaction() else ""
+
+
 def _engine(url: str, extra_nodes: dict[str, Any] | None = None) -> Any:
     if url.startswith("sqlite"):
         path = url.split("://", 1)[1][1:] if "://" in url else url
         return SQLiteEngine(path=path or "phongdich.sqlite3", timeout=30)
     dsn = url.replace("postgres://", "postgresql://", 1)
-    return PostgresEngine(config={"dsn": dsn}, extra_nodes=extra_nodes or {}, log_queries=False)
+    return PostgresEngine(
+        config={"dsn": dsn, "connection_class": _PooledConnection}, extra_nodes=extra_nodes or {}, log_queries=False
+    )
 
 
 def import_app(module: str) -> AppConfig:

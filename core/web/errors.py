@@ -28,6 +28,13 @@ def domain_error(request: Request[Any, Any, Any], exc: Exception) -> Response[An
     return http_error(request, HTTPException(detail=str(exc), status_code=status))
 
 
+def undecodable_body(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -> Response[Any]:
+    """A JSON body with bytes that are not UTF-8 is a 400 (msgspec raises this, not DecodeError)."""
+    return http_error(
+        request, HTTPException(detail=f"The request body is not valid UTF-8 ({exc.reason}).", status_code=400)
+    )
+
+
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("request.failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
     request_id = structlog.contextvars.get_contextvars().get("request_id")

@@ -39,12 +39,19 @@ async def platform_guard(connection: ASGIConnection[Any, Any, Any, Any], handler
     await platform.refresh_plugin_state()
     if plugin in platform.hooks.disabled:
         raise NotFoundException(f"The {plugin} plugin is switched off in its province.")
-    principal = await current_principal(connection)
+    public = bool(opt.get("public")) or connection.scope.get("method") == "OPTIONS"
+    try:
+        principal = await current_principal(connection)
+    except NotAuthorizedException:
+        # A failing identity provider must not take down health checks and sign-in.
+        if not public:
+            raise
+        principal = None
     if principal is not None:
         structlog.contextvars.bind_contextvars(principal=principal.id)
         if province is None and principal.province:
             structlog.contextvars.bind_contextvars(province=principal.province)
-    if opt.get("public") or connection.scope.get("method") == "OPTIONS":
+    if public:
         return
     action = opt.get("action")
     if action is None:
