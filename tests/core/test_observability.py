@@ -1,0 +1,72 @@
+"""Every log line of a request carries its request id, principal, province and plugin; hooks can be traced."""
+
+import structlog
+
+from core.testing import http_client, staff_headers
+
+
+async def test_request_lines_carry_context(make_platform):
+    platform = await make_platform(log_level="info")
+    headers = await staff_headers(platform, ["epidemiologist"], province="01")
+    # The app configures logging when it is built, so capture only after that.
+    async with http_client(platform) as client:
+        with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            response = await client.get("/api/me", headers={**headers, "X-Request-ID": "req-abcdef123"})
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] == "req-abcdef123"
+    line = next(entry for entry in logs if entry["event"] == "request")
+    assert line["request_id"] == "req-abcdef123"
+    assert line["principal"].startswith("staff:")
+    assert line["province"] == "01"
+    assert line["plugin"] == "core"
+    assert line["status"] == 200
+
+
+async def test_request_id_is_generated_when_missing_or_malformed(client):
+    response = await client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    generated = response.headers["x-request-id"]
+    assert generated != "bad id with spaces"
+    assert len(generated) == 32
+
+
+async def test_trace_hooks_logs_every_hook_call(make_platform):
+    platform = await make_platform(trace_hooks=True, log_level="info")
+    headers = await staff_headers(platform, ["national_admin"])
+    async with http_client(platform) as client:
+        with structlog.testing.capture_logs() as logs:
+            assert (await client.get("/api/me", headers=headers)).status_code == 200
+    calls = {(entry["hook"], entry["plugin"]) for entry in logs if entry["event"] == "hook.call"}
+    assert ("identify", "core.defaults.identity") in calls
+    assert ("authorize", "core.permissions") in calls
+
+
+async def test_no_trace_by_default(make_platform):
+    platform = await make_platform(log_level="info")
+    headers = await staff_headers(platform, ["national_admin"])
+    async with http_client(platform) as client:
+        with structlog.testing.capture_logs() as logs:
+            await client.get("/api/me", headers=headers)
+    assert not [entry for entry in logs if entry["event"] == "hook.call"]
+
+
+async def test_server_errors_hide_the_traceback(make_platform):
+    from litestar import get
+
+    from core import hookimpl
+
+    @get("/boom", opt={"public": True})
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    class Broken:
+        @hookimpl
+        def register_routes(self, settings):
+            return [boom]
+
+    platform = await make_platform(extra_plugins=[("broken", Broken())])
+    async with http_client(platform) as client:
+        response = await client.get("/api/broken/boom")
+    assert response.status_code == 500
+    assert "secret internals" not in response.text
+    assert "Traceback" not in response.text
+    assert response.json()["request_id"]
