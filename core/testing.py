@@ -98,8 +98,10 @@ class TestDatabases:
         try:
             await platform.db.migrate()
             await ensure_units()
+            # Start once so the copies inherit what start-up prepares (e.g. partitions).
+            await platform.start()
         finally:
-            await platform.db.stop()
+            await platform.stop()
         return url.split("://", 1)[1][1:] if self.kind == "sqlite" else url.rsplit("/", 1)[1]
 
     async def _admin(self, sql: str) -> None:
