@@ -19,7 +19,7 @@ import msgspec
 import structlog
 
 from core import clock
-from core.tables import AuditLog
+from core.tables import AuditHead, AuditLog
 
 if TYPE_CHECKING:
     from core.access import Resource
@@ -106,7 +106,10 @@ class AuditTrail:
                 digest = chain_hash(prev, fields)
                 rows.append(AuditLog(**fields, prev_hash=prev, hash=digest))
                 prev = digest
-            await AuditLog.insert(*rows)
+            inserted = await AuditLog.insert(*rows).returning(AuditLog.id)
+            await AuditHead.insert(
+                AuditHead(id=1, last_id=max(row["id"] for row in inserted), last_hash=prev)
+            ).on_conflict(target=AuditHead.id, action="DO UPDATE", values=[AuditHead.last_id, AuditHead.last_hash])
 
     async def for_subject(
         self, subject_id: str, *, limit: int = 100, before_id: int | None = None
@@ -135,7 +138,7 @@ class AuditTrail:
         while True:
             rows = await AuditLog.select().where(AuditLog.id > last_id).order_by(AuditLog.id).limit(batch)
             if not rows:
-                return VerifyResult(ok=True, checked=checked)
+                return await self._check_head(last_id, prev, checked)
             for row in rows:
                 if row["prev_hash"] != prev:
                     return VerifyResult(
@@ -156,6 +159,25 @@ class AuditTrail:
                 last_id = row["id"]
                 checked += 1
             progress(checked)
+
+    async def _check_head(self, last_id: int, last_hash: str, checked: int) -> VerifyResult:
+        """The chain must end where ``audit_head`` says it does: otherwise its newest rows were removed."""
+        head = await AuditHead.select().where(AuditHead.id == 1).first()
+        if head is None:
+            if checked == 0:
+                return VerifyResult(ok=True, checked=0)
+            return VerifyResult(
+                ok=False, checked=checked, first_broken_id=None, reason="audit_head is missing: it was removed"
+            )
+        if head["last_id"] != last_id or head["last_hash"] != last_hash:
+            return VerifyResult(
+                ok=False,
+                checked=checked,
+                first_broken_id=last_id + 1,
+                reason=f"the chain ends at row {last_id} but was last written at row {head['last_id']}: "
+                "the newest rows were removed",
+            )
+        return VerifyResult(ok=True, checked=checked)
 
     async def _lock_and_head(self) -> str:
         if self._db.kind == "postgres":

@@ -350,12 +350,13 @@ class Identity:
         # The failed attempt must be counted, so the error is raised after the commit.
         if not ok:
             raise wrong
-        citizen_id = await self._citizen_for(phone)
+        citizen_id = await self.citizen_for(phone)
         return await self.issue_token(
             "citizen", citizen_id, timedelta(minutes=self._settings.citizen_token_ttl_minutes)
         )
 
-    async def _citizen_for(self, phone: str) -> Any:
+    async def citizen_for(self, phone: str) -> Any:
+        """The citizen id for a normalised phone number, creating the citizen on first use."""
         await Citizen.insert(Citizen(id=uuid.uuid4(), phone=phone, created_at=clock.now())).on_conflict(
             target=Citizen.phone, action="DO NOTHING"
         )

@@ -127,6 +127,14 @@ class AuditLog(Table, tablename="audit_log"):
     hash = Varchar(length=64, unique=True)
 
 
+class AuditHead(Table, tablename="audit_head"):
+    """The newest link of the audit chain, so that removing the newest rows is detected too."""
+
+    id = Integer(primary_key=True)
+    last_id = BigInt()
+    last_hash = Varchar(length=64)
+
+
 class MessageOutbox(Table, tablename="message_outbox"):
     """Messages written by the default channel: durable, readable by the CLI and tests."""
 
@@ -195,6 +203,7 @@ CORE_TABLES: tuple[type[Table], ...] = (
     RateBucket,
     ConsentRecord,
     AuditLog,
+    AuditHead,
     MessageOutbox,
     EventOutbox,
     EventDelivery,

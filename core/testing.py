@@ -156,7 +156,7 @@ async def citizen_headers(platform: Platform, phone: str = "0912345678") -> tupl
     """Sign a citizen in (without SMS) and return (headers, subject id)."""
     from core.identity import normalize_phone
 
-    citizen_id = await platform.identity._citizen_for(normalize_phone(phone))
+    citizen_id = await platform.identity.citizen_for(normalize_phone(phone))
     token = await platform.identity.issue_token("citizen", citizen_id, _ttl())
     return {"Authorization": f"Bearer {token.token}"}, str(citizen_id)
 

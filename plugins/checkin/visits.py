@@ -135,7 +135,7 @@ async def declare_by_proxy(
     assessment = assess(await questionnaire_for(platform, place.venue), body.declaration)
     phone = normalize_phone(body.phone) if body.phone is not None else None
     if phone is not None:
-        subject_id = str(await platform.identity._citizen_for(phone))
+        subject_id = str(await platform.identity.citizen_for(phone))
     else:
         assert body.id_number is not None
         subject_id = id_card_subject(platform, body.id_number)

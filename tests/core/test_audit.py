@@ -83,6 +83,25 @@ async def test_deleted_row_is_found(platform):
     assert "removed" in result.reason
 
 
+async def test_removing_the_newest_rows_is_found(platform):
+    ids = await write_rows(platform)
+    await bypass_append_only(platform, f"DELETE FROM audit_log WHERE id >= {ids[3]}")
+    result = await platform.audit.verify()
+    assert not result.ok
+    assert result.checked == 3
+    assert result.first_broken_id == ids[3]
+    assert "newest rows were removed" in result.reason
+
+
+async def test_the_head_only_moves_forward(platform):
+    await write_rows(platform, 3)
+    with pytest.raises(Exception, match="only moves forward"):
+        await platform.db.execute("UPDATE audit_head SET last_id = 1")
+    with pytest.raises(Exception, match="only moves forward"):
+        await platform.db.execute("DELETE FROM audit_head")
+    assert (await platform.audit.verify()).ok
+
+
 async def test_database_refuses_update_and_delete(platform):
     ids = await write_rows(platform, 2)
     with pytest.raises(Exception, match="append-only"):
