@@ -1,0 +1,423 @@
+"""Vaccination certificates: issued after each dose in every registered format (the EU Digital
+COVID Certificate here; other plugins add formats through ``vaccination_certificate_formats``),
+revoked one by one, published trust and revocation lists, and offline-style verification.
+
+Verification reads the trust list and the revocation list and nothing else:
+it writes no row, no audit record and no log line about the holder.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import inspect
+import io
+import uuid
+from collections.abc import Awaitable
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import msgspec
+import segno
+import structlog
+
+from core import Conflict, NotFound, Resource, clock, dcc
+from plugins.vaccination.schemas import (
+    CertificateView,
+    RevocationListView,
+    TrustEntryView,
+    TrustListView,
+    VerificationView,
+)
+from plugins.vaccination.tables import Certificate, Dose, Person, Product
+
+if TYPE_CHECKING:
+    from core import Principal
+    from core.platform import Platform
+
+log = structlog.get_logger("vaccination.certificates")
+
+PURPOSE = "vaccination.records"
+EU_DCC = "eu-dcc"
+
+
+class CertificateRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything a format needs to issue a certificate for one dose."""
+
+    certificate_id: uuid.UUID
+    dose_id: uuid.UUID
+    full_name: str
+    family_name: str
+    given_name: str
+    birth_date: date
+    dose_number: int
+    series_doses: int
+    dose_type: str
+    product_code: str
+    product_name: str
+    dcc_vp: str
+    dcc_mp: str
+    dcc_ma: str
+    administered_on: date
+    province: str
+    site: str
+    country: str
+    issuer: str
+
+
+class IssuedCertificate(msgspec.Struct, frozen=True, kw_only=True):
+    """What a format hands back: a unique identifier, the content and its media type."""
+
+    identifier: str
+    content: str
+    media_type: str
+    kid: str = ""
+    expires_at: datetime | None = None
+
+
+@runtime_checkable
+class CertificateFormat(Protocol):
+    """A certificate format contributed through ``vaccination_certificate_formats``."""
+
+    name: str
+
+    def issue(
+        self, request: CertificateRequest, platform: Platform
+    ) -> IssuedCertificate | Awaitable[IssuedCertificate]: ...
+
+
+class EuDigitalCovidCertificate:
+    """The EU DCC: ``HC1:`` text signed with the document signer key in the key folder."""
+
+    name = EU_DCC
+
+    def issue(self, request: CertificateRequest, platform: Platform) -> IssuedCertificate:
+        signer = keystore(platform).signer()
+        identifier = dcc.uvci(request.country, request.certificate_id.hex.upper())
+        entry = {
+            "vp": request.dcc_vp,
+            "mp": request.dcc_mp,
+            "ma": request.dcc_ma,
+            "dn": request.dose_number,
+            "sd": request.series_doses,
+            "dt": request.administered_on.isoformat(),
+            "co": request.country,
+            "is": request.issuer,
+            "ci": identifier,
+        }
+        health_certificate = dcc.hcert(
+            dcc.person_name(request.family_name, request.given_name),
+            request.birth_date.isoformat(),
+            kind="v",
+            entry=entry,
+        )
+        issued_at = clock.now()
+        validity = timedelta(days=platform.plugin_config("vaccination").certificate_validity_days)
+        # A certificate never outlives the key that signed it: verifiers would refuse it.
+        expires_at = min(issued_at + validity, signer.certificate.not_valid_after_utc)
+        text = dcc.encode(
+            health_certificate, signer=signer, issuer=request.country, issued_at=issued_at, expires_at=expires_at
+        )
+        return IssuedCertificate(
+            identifier=identifier,
+            content=text,
+            media_type="text/plain; profile=eu-dcc",
+            kid=base64.b64encode(signer.kid).decode(),
+            expires_at=expires_at,
+        )
+
+
+_stores: dict[Path, dcc.KeyStore] = {}
+
+
+def keystore(platform: Platform) -> dcc.KeyStore:
+    """The key folder named by the settings; loaded keys are cached until a file changes."""
+    path = Path(platform.plugin_config("vaccination").keys_dir).resolve()
+    store = _stores.get(path)
+    if store is None:
+        store = _stores[path] = dcc.KeyStore(path)
+    return store
+
+
+# -- issuing and revoking ------------------------------------------------------------------------
+
+
+async def issue_for_dose(platform: Platform, dose_id: Any) -> list[CertificateView]:
+    """Issue the dose's current version in every format; call inside the recording transaction.
+
+    A format that fails (keys not yet created, a plugin's bug) is logged and
+    skipped: the dose stays recorded, and the certificate is issued when the
+    person next asks for their certificates.
+    """
+    from plugins.vaccination.doses import rule_of_dose
+
+    dose = await Dose.select().where(Dose.id == dose_id).first()
+    assert dose is not None
+    person = await Person.select().where(Person.id == dose["person"]).first()
+    product = await Product.select().where(Product.code == dose["product"]).first()
+    assert person is not None and product is not None
+    rule = await rule_of_dose(dose)
+    settings = platform.plugin_config("vaccination")
+    from plugins.vaccination.eligibility import series_doses
+    from plugins.vaccination.people import split_name
+
+    family, given = split_name(person["full_name"])
+    issued: list[CertificateView] = []
+    for fmt in await formats(platform, dose["province"]):
+        already = await Certificate.exists().where(
+            (Certificate.dose == dose_id)
+            & (Certificate.dose_version == dose["version"])
+            & (Certificate.format == fmt.name)
+            & Certificate.revoked_at.is_null()
+        )
+        if already:
+            continue
+        certificate_id = uuid.uuid4()
+        request = CertificateRequest(
+            certificate_id=certificate_id,
+            dose_id=dose["id"],
+            full_name=person["full_name"],
+            family_name=family,
+            given_name=given,
+            birth_date=person["birth_date"],
+            dose_number=dose["dose_number"],
+            series_doses=series_doses(dose["dose_number"], rule["primary_doses"]),
+            dose_type=dose["dose_type"],
+            product_code=product["code"],
+            product_name=product["name"],
+            dcc_vp=product["dcc_vp"],
+            dcc_mp=product["dcc_mp"],
+            dcc_ma=product["dcc_ma"],
+            administered_on=dose["administered_on"],
+            province=dose["province"],
+            site=dose["site"],
+            country=settings.country,
+            issuer=settings.issuer,
+        )
+        try:
+            outcome = fmt.issue(request, platform)
+            result = await outcome if inspect.isawaitable(outcome) else outcome
+        except Exception as exc:
+            log.warning(
+                "certificate.not_issued", format=fmt.name, dose=str(dose_id), error=f"{type(exc).__name__}: {exc}"
+            )
+            continue
+        if not isinstance(result, IssuedCertificate):
+            log.error("certificate.bad_format_result", format=fmt.name, got=type(result).__name__)
+            continue
+        now = clock.now()
+        await Certificate.insert(
+            Certificate(
+                id=certificate_id,
+                identifier=result.identifier,
+                format=fmt.name,
+                person=dose["person"],
+                subject_id=dose["subject_id"],
+                dose=dose["id"],
+                dose_version=dose["version"],
+                province=dose["province"],
+                kid=result.kid,
+                media_type=result.media_type,
+                content=result.content,
+                issued_at=now,
+                expires_at=result.expires_at,
+            )
+        )
+        issued.append(
+            CertificateView(
+                id=certificate_id,
+                format=fmt.name,
+                identifier=result.identifier,
+                dose_id=dose["id"],
+                dose_version=dose["version"],
+                media_type=result.media_type,
+                content=result.content,
+                issued_at=now,
+                expires_at=result.expires_at,
+                revoked=False,
+                revocation_reason="",
+            )
+        )
+    return issued
+
+
+async def formats(platform: Platform, province: str | None) -> list[CertificateFormat]:
+    contributed = await platform.hooks.collect("vaccination_certificate_formats", province=province, platform=platform)
+    found: dict[str, CertificateFormat] = {}
+    for fmt in (f for batch in contributed for f in batch):
+        if not isinstance(fmt, CertificateFormat) or fmt.name in found:
+            log.error("certificate.format_ignored", format=getattr(fmt, "name", repr(fmt)))
+            continue
+        found[fmt.name] = fmt
+    return list(found.values())
+
+
+async def revoke_for_dose(dose_id: Any, reason: str) -> None:
+    await Certificate.update({Certificate.revoked_at: clock.now(), Certificate.revocation_reason: reason}).where(
+        (Certificate.dose == dose_id) & Certificate.revoked_at.is_null()
+    )
+
+
+async def revoke(platform: Platform, principal: Principal, certificate_id: Any, reason: str) -> CertificateView:
+    row = await _row(certificate_id)
+    await platform.access.check(principal, "vaccination.certificate.revoke", _resource(row))
+    done = await (
+        Certificate.update({Certificate.revoked_at: clock.now(), Certificate.revocation_reason: reason})
+        .where((Certificate.id == certificate_id) & Certificate.revoked_at.is_null())
+        .returning(Certificate.id)
+    )
+    if not done:
+        raise Conflict("certificate_id: the certificate is already revoked")
+    await platform.audit.record(
+        principal, "vaccination.certificate.revoke", _resource(row), purpose=PURPOSE, detail=reason
+    )
+    return _view(await _row(certificate_id))
+
+
+async def list_for_person(
+    platform: Platform, principal: Principal, person_id: Any, *, include_revoked: bool
+) -> list[CertificateView]:
+    """A person's certificates, issuing any that a dose still lacks (keys created after the dose)."""
+    from plugins.vaccination import people
+
+    person = await people.get_person(platform, principal, person_id, action="vaccination.certificate.read")
+    doses = await Dose.select(Dose.id, Dose.version).where(Dose.person == person["id"])
+    for dose in doses:
+        has = await Certificate.exists().where(
+            (Certificate.dose == dose["id"])
+            & (Certificate.dose_version == dose["version"])
+            & Certificate.revoked_at.is_null()
+        )
+        if not has:
+            async with platform.db.transaction():
+                await issue_for_dose(platform, dose["id"])
+    query = Certificate.select().where(Certificate.person == person["id"])
+    if not include_revoked:
+        query = query.where(Certificate.revoked_at.is_null())
+    rows = await query.order_by(Certificate.issued_at)
+    return [_view(row) for row in rows]
+
+
+async def get_certificate(platform: Platform, principal: Principal, certificate_id: Any) -> CertificateView:
+    row = await _row(certificate_id)
+    await platform.access.check(principal, "vaccination.certificate.read", _resource(row))
+    if row["subject_id"] != principal.subject_id:
+        await platform.audit.record(principal, "vaccination.certificate.read", _resource(row), purpose=PURPOSE)
+    return _view(row)
+
+
+def qr_code(content: str, kind: str) -> bytes:
+    """The certificate as a QR code (SVG or PNG); error correction Q, as the eHN guidelines advise."""
+    qr = segno.make(content, error="q", boost_error=False)
+    buffer = io.BytesIO()
+    if kind == "svg":
+        qr.save(buffer, kind="svg", scale=4, border=4, xmldecl=False)
+    else:
+        qr.save(buffer, kind="png", scale=4, border=4)
+    return buffer.getvalue()
+
+
+# -- trust, revocation, verification ----------------------------------------------------------------
+
+
+def trust_list(platform: Platform) -> TrustListView:
+    trust = keystore(platform).trust_list()
+    return TrustListView(
+        country=trust.country,
+        certificates=[
+            TrustEntryView(
+                kid=base64.b64encode(entry.kid).decode(),
+                country=trust.country,
+                certificateType=entry.kind,
+                rawData=base64.b64encode(entry.der).decode(),
+                thumbprint=hashlib.sha256(entry.der).hexdigest(),
+                notAfter=entry.certificate.not_valid_after_utc,
+            )
+            for entry in trust.entries()
+        ],
+    )
+
+
+async def revocation_list(platform: Platform) -> RevocationListView:
+    rows = await Certificate.select(Certificate.content).where(
+        Certificate.revoked_at.is_not_null() & (Certificate.format == EU_DCC)
+    )
+    hashes: dict[str, list[str]] = {"UCI": [], "COUNTRYCODEUCI": [], "SIGNATURE": []}
+    for row in rows:
+        try:
+            values = dcc.revocation_hashes(dcc.decode(row["content"]))
+        except dcc.InvalidCertificate:
+            continue
+        for kind, value in values.items():
+            hashes[kind].append(value)
+    return RevocationListView(
+        country=platform.plugin_config("vaccination").country,
+        generated_at=clock.now(),
+        hashes={kind: sorted(values) for kind, values in hashes.items()},
+    )
+
+
+async def verify(platform: Platform, text: str) -> VerificationView:
+    """Check an ``HC1:`` certificate; shows validity, name and date of birth only; stores nothing."""
+    try:
+        trust = keystore(platform).trust_list()
+    except dcc.KeysMissing:
+        return VerificationView(valid=False, reason="This service has no trust list yet.")
+    try:
+        decoded = dcc.verify(text, trust, now=clock.now())
+        certificate = decoded.hcert
+        entry = _vaccination_entry(certificate)
+    except dcc.InvalidCertificate as exc:
+        return VerificationView(valid=False, reason=str(exc))
+    identifier = str(entry.get("ci", ""))
+    if await Certificate.exists().where((Certificate.identifier == identifier) & Certificate.revoked_at.is_not_null()):
+        return VerificationView(valid=False, reason="The certificate was revoked by its issuer.")
+    name = certificate.get("nam") if isinstance(certificate.get("nam"), dict) else {}
+    shown = " ".join(str(part) for part in (name.get("fn"), name.get("gn")) if part)
+    return VerificationView(
+        valid=True,
+        reason="Valid: signed by a trusted key, unaltered, not expired and not revoked.",
+        name=shown or None,
+        birth_date=str(certificate.get("dob", "")) or None,
+        summary=f"COVID-19 vaccination, dose {entry.get('dn')}/{entry.get('sd')} on {entry.get('dt')}",
+    )
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def _vaccination_entry(certificate: dict[str, Any]) -> dict[str, Any]:
+    entries = certificate.get("v")
+    if not (isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict)):
+        raise dcc.InvalidCertificate("payload", "not a vaccination certificate")
+    return entries[0]
+
+
+async def _row(certificate_id: Any) -> dict[str, Any]:
+    row = await Certificate.select().where(Certificate.id == certificate_id).first()
+    if row is None:
+        raise NotFound("certificate_id: no such certificate")
+    return row
+
+
+def _resource(row: dict[str, Any]) -> Resource:
+    return Resource(
+        kind="vaccination_certificate", id=str(row["id"]), province=row["province"], subject_id=row["subject_id"]
+    )
+
+
+def _view(row: dict[str, Any]) -> CertificateView:
+    return CertificateView(
+        id=row["id"],
+        format=row["format"],
+        identifier=row["identifier"],
+        dose_id=row["dose"],
+        dose_version=row["dose_version"],
+        media_type=row["media_type"],
+        content=row["content"],
+        issued_at=clock.as_utc(row["issued_at"]),
+        expires_at=clock.as_utc(row["expires_at"]) if row["expires_at"] else None,
+        revoked=row["revoked_at"] is not None,
+        revocation_reason=row["revocation_reason"],
+    )
