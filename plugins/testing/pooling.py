@@ -1,0 +1,290 @@
+"""Pooled testing: filling pool tubes, and Dorfman deconvolution of a pool's result.
+
+A collector puts up to N samples of one site (N per site, default 10) in
+one pool tube with its own label; the lab tests the pool as one sample.
+Dorfman's rule: a negative pool makes every member negative; a positive or
+invalid pool orders an individual retest of every member, whose results
+then come one by one. A sample is in at most one pool, ever.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from core import Conflict, InvalidInput, NotFound, Resource, clock
+from plugins.testing.catalogue import get_test_type
+from plugins.testing.identifiers import new_label, parse_label
+from plugins.testing.places import NO_LAB, load_site, site_of, use_label
+from plugins.testing.schemas import PoolAdd, PoolIn, PoolView, RetestView
+from plugins.testing.tables import Pool, RetestOrder, Sample
+
+if TYPE_CHECKING:
+    from core.platform import Platform
+    from core.principal import Principal
+
+
+class Deconvolution(msgspec.Struct, frozen=True, kw_only=True):
+    """What a pool's result means for its members: who is negative, who must be retested."""
+
+    negative: tuple[str, ...] = ()
+    retest: tuple[str, ...] = ()
+
+
+def dorfman(pool_outcome: str, members: list[str]) -> Deconvolution:
+    """Dorfman's two-stage rule for one pool."""
+    if pool_outcome == "negative":
+        return Deconvolution(negative=tuple(members))
+    if pool_outcome in ("positive", "invalid"):
+        return Deconvolution(retest=tuple(members))
+    raise ValueError(f"unknown pool outcome {pool_outcome!r}")
+
+
+# -- filling pools ----------------------------------------------------------------------
+
+
+async def create_pool(platform: Platform, principal: Principal, data: PoolIn) -> PoolView:
+    site = await load_site(site_of(principal, data.site))
+    await platform.access.check(
+        principal, "testing.pool.create", Resource(kind="pool", province=site["province"], site=site["code"])
+    )
+    test_type = get_test_type(platform, data.test_type)
+    if not test_type.poolable:
+        raise InvalidInput(f"test_type: {test_type.code} samples are not pooled; test them one by one")
+    labels = _sample_labels(data.samples)
+    if len(labels) > site["pool_size_max"]:
+        raise InvalidInput(
+            f"samples: a pool at site {site['code']} holds at most {site['pool_size_max']} samples; "
+            f"{len(labels)} were given"
+        )
+    if data.label is not None:
+        kind, pool_id = parse_label(data.label)
+        if kind != "pool":
+            raise InvalidInput(f"label: {pool_id} is a sample label; use a pool label")
+    else:
+        pool_id = new_label("pool")
+    async with platform.db.transaction():
+        if data.label is not None:
+            await use_label(pool_id, "pool", site["code"])
+        await Pool.insert(
+            Pool(
+                id=pool_id,
+                test_type=test_type.code,
+                site=site["code"],
+                province=site["province"],
+                max_size=site["pool_size_max"],
+                size=0,
+                created_by=principal.id,
+                created_at=clock.now(),
+                status="open",
+            )
+        )
+        await _add_members(platform, pool_id, labels)
+    return await pool_view(platform, principal, pool_id)
+
+
+async def add_to_pool(platform: Platform, principal: Principal, pool_label: str, data: PoolAdd) -> PoolView:
+    pool = await load_pool(pool_label)
+    await platform.access.check(principal, "testing.pool.create", pool_resource(pool))
+    labels = _sample_labels(data.samples)
+    async with platform.db.transaction():
+        await _add_members(platform, pool["id"], labels)
+    return await pool_view(platform, principal, pool["id"])
+
+
+async def _add_members(platform: Platform, pool_id: str, labels: list[str]) -> None:
+    """Put samples in an open pool, within its size; all or none, safe against concurrent fills."""
+    pool = await _locked(platform, Pool.select().where(Pool.id == pool_id)).first()
+    assert pool is not None
+    if pool["status"] != "open":
+        raise Conflict(f"pool: {pool_id} is closed (it has gone to the lab)")
+    if pool["size"] + len(labels) > pool["max_size"]:
+        raise InvalidInput(
+            f"samples: pool {pool_id} holds at most {pool['max_size']} samples; it has {pool['size']} "
+            f"and {len(labels)} more were given"
+        )
+    found = {
+        row["id"]: row
+        for row in await Sample.select(Sample.id, Sample.site, Sample.test_type, Sample.pool, Sample.status).where(
+            Sample.id.is_in(labels)
+        )
+    }
+    for label in labels:
+        sample = found.get(label)
+        if sample is None:
+            raise NotFound(f"samples: no sample {label}")
+        if sample["pool"] is not None:
+            raise Conflict(f"samples: {label} is already in pool {sample['pool']}; a sample goes in one pool only")
+        if sample["status"] != "collected":
+            raise Conflict(f"samples: {label} has gone to the lab on its own ({sample['status']}); it cannot be pooled")
+        if sample["site"] != pool["site"]:
+            raise Conflict(f"samples: {label} was collected at {sample['site']}, not at the pool's site {pool['site']}")
+        if sample["test_type"] != pool["test_type"]:
+            raise Conflict(f"samples: {label} is a {sample['test_type']} sample; the pool is {pool['test_type']}")
+    now = clock.now()
+    # The conditions repeat the checks above, so a concurrent fill cannot slip in between.
+    pooled = (
+        await Sample.update({Sample.pool: pool_id, Sample.pooled_at: now, Sample.status: "pooled"})
+        .where(Sample.id.is_in(labels) & Sample.pool.is_null() & (Sample.status == "collected"))
+        .returning(Sample.id)
+    )
+    if len(pooled) != len(labels):
+        raise Conflict("samples: another request pooled some of these samples at the same time; try again")
+    await Pool.update({Pool.size: pool["size"] + len(labels)}).where(Pool.id == pool_id)
+
+
+# -- reading -------------------------------------------------------------------------------
+
+
+async def pool_view(platform: Platform, principal: Principal, pool_label: str) -> PoolView:
+    pool = await load_pool(pool_label)
+    await platform.access.check(principal, "testing.pool.read", pool_resource(pool))
+    members = await Sample.select(Sample.id).where(Sample.pool == pool["id"]).order_by(Sample.pooled_at)
+    return PoolView(
+        id=pool["id"],
+        test_type=pool["test_type"],
+        site=pool["site"],
+        province=pool["province"],
+        max_size=pool["max_size"],
+        size=pool["size"],
+        status=pool["status"],
+        created_at=clock.as_utc(pool["created_at"]),
+        lab=pool["lab"],
+        received_at=_utc(pool["received_at"]),
+        outcome_at=_utc(pool["outcome_at"]),
+        ct_value=pool["ct_value"],
+        members=[row["id"] for row in members],
+    )
+
+
+async def open_retests(platform: Platform, principal: Principal, lab: str | None = None) -> list[RetestView]:
+    """Retest orders not yet done, for the labs the principal may see."""
+    scope = await platform.access.scope(principal, "testing.retest.list")
+    query = RetestOrder.select(
+        RetestOrder.sample,
+        RetestOrder.pool,
+        RetestOrder.lab,
+        RetestOrder.reason,
+        RetestOrder.ordered_at,
+    ).where(RetestOrder.done_at.is_null())
+    where = scope.where(province=RetestOrder.province, lab=RetestOrder.lab)
+    if where is not None:
+        query = query.where(where)
+    if lab is not None:
+        query = query.where(RetestOrder.lab == lab)
+    rows = await query.order_by(RetestOrder.ordered_at).limit(10_000)
+    return [
+        RetestView(
+            sample_id=row["sample"],
+            pool=row["pool"],
+            lab=row["lab"],
+            reason=row["reason"],
+            ordered_at=clock.as_utc(row["ordered_at"]),
+        )
+        for row in rows
+    ]
+
+
+async def load_pool(label: str, *, field: str = "pool_id") -> dict[str, Any]:
+    kind, pool_id = parse_label(label, field)
+    if kind != "pool":
+        raise InvalidInput(f"{field}: {pool_id} is a sample label")
+    row = await Pool.select().where(Pool.id == pool_id).first()
+    if row is None:
+        raise NotFound(f"{field}: no pool {pool_id}")
+    return dict(row)
+
+
+def pool_resource(row: dict[str, Any]) -> Resource:
+    return Resource(kind="pool", id=row["id"], province=row["province"], site=row["site"], lab=row["lab"] or NO_LAB)
+
+
+# -- deconvolution (called by results when a pool's result is entered) ---------------------
+
+
+async def members_of(pool_ids: list[str]) -> dict[str, list[str]]:
+    """The member sample ids of each pool."""
+    members: dict[str, list[str]] = {pool_id: [] for pool_id in pool_ids}
+    for chunk in _chunks(pool_ids):
+        for row in await Sample.select(Sample.id, Sample.pool).where(Sample.pool.is_in(chunk)).order_by(Sample.id):
+            members[row["pool"]].append(row["id"])
+    return members
+
+
+async def close_pools(outcomes: dict[str, tuple[str, float | None]], *, by: str, now: datetime) -> None:
+    """Store each pool's own outcome; every pool must still be waiting for its result."""
+    for pool_id, (outcome, ct_value) in outcomes.items():
+        done = (
+            await Pool.update(
+                {Pool.status: outcome, Pool.outcome_at: now, Pool.ct_value: ct_value, Pool.entered_by: by}
+            )
+            .where((Pool.id == pool_id) & (Pool.status == "at_lab"))
+            .returning(Pool.id)
+        )
+        if not done:
+            raise Conflict(f"label: pool {pool_id} got a result from another request at the same time")
+
+
+async def order_retests(pool_outcomes: dict[str, str], members: dict[str, list[str]], *, now: datetime) -> list[str]:
+    """Individual retest orders for every member of the positive or invalid pools; returns their ids."""
+    ordered: list[str] = []
+    for pool_id, outcome in pool_outcomes.items():
+        plan = dorfman(outcome, members[pool_id])
+        if not plan.retest:
+            continue
+        reason = f"pool_{outcome}"
+        pool = await Pool.select(Pool.lab, Pool.lab_province).where(Pool.id == pool_id).first()
+        assert pool is not None
+        await RetestOrder.insert(
+            *[
+                RetestOrder(
+                    id=uuid.uuid4(),
+                    sample=sample_id,
+                    pool=pool_id,
+                    lab=pool["lab"],
+                    province=pool["lab_province"],
+                    reason=reason,
+                    ordered_at=now,
+                )
+                for sample_id in plan.retest
+            ]
+        )
+        moved = (
+            await Sample.update({Sample.status: "retest", Sample.retest_ordered_at: now, Sample.retest_reason: reason})
+            .where(Sample.id.is_in(list(plan.retest)) & (Sample.status == "at_lab"))
+            .returning(Sample.id)
+        )
+        if len(moved) != len(plan.retest):
+            raise Conflict(f"label: members of pool {pool_id} changed while its result was entered; try again")
+        ordered.extend(plan.retest)
+    return ordered
+
+
+def _sample_labels(raw: list[str]) -> list[str]:
+    labels: list[str] = []
+    seen: set[str] = set()
+    for index, text in enumerate(raw):
+        kind, label = parse_label(text, f"samples[{index}]")
+        if kind != "sample":
+            raise InvalidInput(f"samples[{index}]: {label} is a pool label; pools do not go in pools")
+        if label in seen:
+            raise InvalidInput(f"samples[{index}]: {label} is listed twice")
+        seen.add(label)
+        labels.append(label)
+    return labels
+
+
+def _locked(platform: Platform, query: Any) -> Any:
+    """``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's write transaction already holds the lock."""
+    return query.lock_rows() if platform.db.kind == "postgres" else query
+
+
+def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return clock.as_utc(value) if value is not None else None

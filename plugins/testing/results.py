@@ -1,0 +1,528 @@
+"""Entering, releasing and correcting results.
+
+One path for every way results arrive (one by one, a CSV upload, a FHIR
+bundle): ``enter_results`` checks every entry first and stores nothing
+when any is wrong, then in one transaction closes pools (Dorfman), releases
+results, tells each person by ``send_message``, and reports positives to
+their province: an audited case report and the ``testing_result_released``
+event, at most once per sample.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+
+from core import Conflict, InvalidInput, NotFound, Resource, clock
+from plugins.testing import bulk, notices, pooling
+from plugins.testing.catalogue import known_test_types
+from plugins.testing.identifiers import parse_label
+from plugins.testing.places import lab_of, load_lab
+from plugins.testing.samples import PURPOSE, check_sample, load_sample, result_versions, result_view, sample_resource
+from plugins.testing.schemas import CaseReportView, CorrectionIn, ResultsEntered, ResultView, RowError
+from plugins.testing.tables import CaseReport, Pool, ResultVersion, RetestOrder, Sample
+
+if TYPE_CHECKING:
+    from core.platform import Platform
+    from core.principal import Principal
+
+EVENT = "testing_result_released"
+OUTCOMES = ("negative", "positive", "invalid")
+CHUNK = 500
+
+
+class ResultEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One result as it arrived: ``row`` says where (upload row, bundle entry), for error reports."""
+
+    row: int
+    label: str
+    outcome: str
+    ct_value: float | None = None
+    column: str = "label"
+    # The LOINC code the sender gave for the test (FHIR), checked against the sample's test type.
+    loinc: str | None = None
+
+
+class UploadRejected(InvalidInput):
+    """Some entries are wrong; nothing was stored. ``errors`` says which and why."""
+
+    def __init__(self, errors: list[RowError]) -> None:
+        super().__init__(f"{len(errors)} problem(s) found; nothing was stored. Fix them and upload the file again.")
+        self.errors = errors
+
+
+class _Problem(msgspec.Struct, frozen=True):
+    row: int
+    column: str | None
+    message: str
+    status: Literal[400, 404, 409]
+
+
+class _Release(msgspec.Struct, frozen=True, kw_only=True):
+    sample_id: str
+    outcome: str
+    ct_value: float | None
+    source: Literal["individual", "pool", "correction"]
+    pool: str | None = None
+
+
+# -- entering results -----------------------------------------------------------------------
+
+
+async def enter_results(
+    platform: Platform,
+    principal: Principal,
+    entries: list[ResultEntry],
+    *,
+    lab: str | None = None,
+    single: bool = False,
+) -> ResultsEntered:
+    """Store every entry or none. ``single``: answer one entry's problem with its own 400/404/409."""
+    lab_row = await _lab_for(platform, principal, lab)
+    limit = platform.plugin_config("testing").max_upload_rows
+    if len(entries) > limit:
+        raise InvalidInput(f"file: {len(entries)} results at once; the limit is {limit} (max_upload_rows)")
+    problems, pools, samples = await _check(platform, entries, lab_row["code"])
+    if problems:
+        if single and len(problems) == 1:
+            raise _as_error(problems[0])
+        raise UploadRejected([RowError(row=p.row, column=p.column, message=p.message) for p in problems])
+    now = clock.now()
+    async with platform.db.transaction():
+        pool_outcomes = {label: entry.outcome for label, entry in pools.items()}
+        await pooling.close_pools(
+            {label: (entry.outcome, entry.ct_value) for label, entry in pools.items()}, by=principal.id, now=now
+        )
+        members = await pooling.members_of(list(pools))
+        retests = await pooling.order_retests(pool_outcomes, members, now=now)
+        releases = [
+            _Release(sample_id=member, outcome="negative", ct_value=None, source="pool", pool=pool_id)
+            for pool_id, outcome in pool_outcomes.items()
+            for member in pooling.dorfman(outcome, members[pool_id]).negative
+        ]
+        releases.extend(
+            _Release(sample_id=label, outcome=entry.outcome, ct_value=entry.ct_value, source="individual")
+            for label, (entry, _status) in samples.items()
+        )
+        # A member's own result closes its retest order.
+        retested = [label for label, (_entry, status) in samples.items() if status == "retest"]
+        for chunk in _chunks(retested):
+            await RetestOrder.update({RetestOrder.done_at: now}).where(
+                RetestOrder.sample.is_in(chunk) & RetestOrder.done_at.is_null()
+            )
+        reported = await _release(platform, principal, releases, lab=lab_row["code"], now=now)
+    await notices.send_soon(platform, [r.sample_id for r in releases])
+    return ResultsEntered(
+        entries=len(entries),
+        released=[r.sample_id for r in releases],
+        retests=retests,
+        reported_positive=reported,
+    )
+
+
+async def find_problems(
+    platform: Platform, principal: Principal, entries: list[ResultEntry], *, lab: str | None = None
+) -> list[RowError]:
+    """What ``enter_results`` would reject in ``entries``, without storing anything."""
+    lab_row = await _lab_for(platform, principal, lab)
+    problems, _pools, _samples = await _check(platform, entries, lab_row["code"])
+    return [RowError(row=p.row, column=p.column, message=p.message) for p in problems]
+
+
+async def _lab_for(platform: Platform, principal: Principal, lab: str | None) -> dict[str, Any]:
+    lab_row = await load_lab(lab_of(principal, lab))
+    await platform.access.check(
+        principal, "testing.result.enter", Resource(kind="lab", province=lab_row["province"], lab=lab_row["code"])
+    )
+    return lab_row
+
+
+async def _check(
+    platform: Platform, entries: list[ResultEntry], lab: str
+) -> tuple[list[_Problem], dict[str, ResultEntry], dict[str, tuple[ResultEntry, str]]]:
+    """Every problem with the entries, and the pools and samples to store when there are none."""
+    problems: list[_Problem] = []
+    parsed: list[tuple[ResultEntry, str, str]] = []
+    first_row: dict[str, int] = {}
+    for entry in entries:
+        try:
+            kind, label = parse_label(entry.label, entry.column)
+        except InvalidInput as exc:
+            problems.append(_Problem(entry.row, entry.column, str(exc), 400))
+            continue
+        if entry.outcome not in OUTCOMES:
+            message = f"outcome: {entry.outcome!r} is not one of {', '.join(OUTCOMES)}"
+            problems.append(_Problem(entry.row, "outcome", message, 400))
+            continue
+        if label in first_row:
+            message = f"{entry.column}: {label} is already on row {first_row[label]}"
+            problems.append(_Problem(entry.row, entry.column, message, 400))
+            continue
+        first_row[label] = entry.row
+        parsed.append((entry, kind, label))
+    pool_rows = await _fetch(platform, Pool, [label for _entry, kind, label in parsed if kind == "pool"])
+    sample_rows = await _fetch(platform, Sample, [label for _entry, kind, label in parsed if kind == "sample"])
+    types = known_test_types(platform)
+    pools: dict[str, ResultEntry] = {}
+    samples: dict[str, tuple[ResultEntry, str]] = {}
+    for entry, kind, label in parsed:
+        row = (pool_rows if kind == "pool" else sample_rows).get(label)
+        problem = _problem_with(entry, kind, label, row, lab)
+        test_type = types.get(row["test_type"]) if row is not None else None
+        if problem is None and test_type is not None and entry.ct_value is not None and test_type.method != "naat":
+            message = f"ct_value: {label} is a {test_type.code} test, which has no Ct value"
+            problem = _Problem(entry.row, "ct_value", message, 400)
+        if problem is None and test_type is not None and entry.loinc is not None and entry.loinc != test_type.loinc:
+            message = (
+                f"code: {label} is a {test_type.code} sample (LOINC {test_type.loinc}), "
+                f"but the result is for LOINC {entry.loinc}"
+            )
+            problem = _Problem(entry.row, "code", message, 400)
+        if problem is not None:
+            problems.append(problem)
+        elif kind == "pool":
+            pools[label] = entry
+        elif row is not None:
+            samples[label] = (entry, row["status"])
+    return problems, pools, samples
+
+
+def _problem_with(entry: ResultEntry, kind: str, label: str, row: dict[str, Any] | None, lab: str) -> _Problem | None:
+    column = entry.column
+    what = "pool" if kind == "pool" else "sample"
+    if row is None:
+        return _Problem(entry.row, column, f"{column}: no {what} {label}", 404)
+    if row["received_at"] is None:
+        return _Problem(entry.row, column, f"{column}: {what} {label} has not been received by a lab", 409)
+    if row["lab"] != lab:
+        return _Problem(entry.row, column, f"{column}: {what} {label} was received by lab {row['lab']}, not {lab}", 409)
+    if kind == "pool":
+        if row["status"] != "at_lab":
+            return _Problem(entry.row, column, f"{column}: pool {label} already has a result ({row['status']})", 409)
+        return None
+    if row["status"] == "resulted":
+        return _Problem(
+            entry.row,
+            column,
+            f"{column}: sample {label} already has a result ({row['result']}); send a correction to change it",
+            409,
+        )
+    if row["pool"] is not None and row["status"] != "retest":
+        return _Problem(
+            entry.row,
+            column,
+            f"{column}: sample {label} is in pool {row['pool']}; enter the pool's result (members are retested "
+            "only when the pool is positive or invalid)",
+            409,
+        )
+    return None
+
+
+# -- releasing -------------------------------------------------------------------------------
+
+
+async def _release(
+    platform: Platform, principal: Principal, releases: list[_Release], *, lab: str, now: datetime
+) -> list[str]:
+    """First results: store version 1, update the samples, queue the notices, report positives.
+
+    Returns the samples reported positive to their province.
+    """
+    if not releases:
+        return []
+    result_ids = {release.sample_id: uuid.uuid4() for release in releases}
+    await bulk.insert(
+        platform,
+        ResultVersion,
+        RESULT_COLUMNS,
+        [
+            (
+                result_ids[r.sample_id],
+                r.sample_id,
+                1,
+                r.outcome,
+                r.ct_value,
+                r.source,
+                r.pool,
+                lab,
+                principal.id,
+                now,
+                True,
+                "",
+            )
+            for r in releases
+        ],
+    )
+    for outcome in OUTCOMES:
+        ids = [r.sample_id for r in releases if r.outcome == outcome]
+        changes = {
+            "status": "resulted",
+            "result": outcome,
+            "result_version": 1,
+            "first_result_at": now,
+            "result_at": now,
+        }
+        updated = await bulk.update_ids(platform, Sample, changes, ids, only_if="result_version = 0")
+        if updated != len(ids):
+            raise Conflict("label: some of these samples got a result from another request at the same time")
+    await notices.queue_first(platform, [r.sample_id for r in releases], now=now)
+    info = await _release_info([r.sample_id for r in releases if r.outcome == "positive"])
+    return await _report_positives(platform, principal, list(info.values()), result_ids, now=now)
+
+
+RESULT_COLUMNS = (
+    "id",
+    "sample",
+    "version",
+    "outcome",
+    "ct_value",
+    "source",
+    "pool",
+    "lab",
+    "entered_by",
+    "released_at",
+    "current",
+    "reason",
+)
+
+
+async def _release_info(sample_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """What messages and reports need about each sample and its person."""
+    info: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(sample_ids):
+        rows = await Sample.select(
+            Sample.id,
+            Sample.province,
+            Sample.site,
+            Sample.lab,
+            Sample.subject_id,
+            Sample.test_type,
+            Sample.collected_at,
+            Sample.symptom_onset,
+            Sample.person.full_name.as_alias("full_name"),
+            Sample.person.phone.as_alias("phone"),
+            Sample.person.citizen_id.as_alias("citizen_id"),
+        ).where(Sample.id.is_in(chunk))
+        info.update({row["id"]: dict(row) for row in rows})
+    return info
+
+
+async def _report_positives(
+    platform: Platform,
+    principal: Principal,
+    rows: list[dict[str, Any]],
+    result_ids: dict[str, uuid.UUID],
+    *,
+    now: datetime,
+) -> list[str]:
+    """Report each positive to its province once (a case report and the event), audited."""
+    known: set[str] = set()
+    for chunk in _chunks([row["id"] for row in rows]):
+        known.update(
+            r["sample"] for r in await CaseReport.select(CaseReport.sample).where(CaseReport.sample.is_in(chunk))
+        )
+    # Reported before: a sample opens one case, however often it turns positive.
+    reported = [row for row in rows if row["id"] not in known]
+    reports = []
+    for row in reported:
+        event_id = await platform.events.publish(EVENT, event_payload(row), province=row["province"])
+        reports.append(
+            CaseReport(
+                sample=row["id"],
+                result=result_ids[row["id"]],
+                subject_id=row["subject_id"],
+                province=row["province"],
+                event_id=event_id,
+                reported_at=now,
+                reported_by=principal.id,
+            )
+        )
+    for start in range(0, len(reports), CHUNK):
+        # The unique sample makes a concurrent second report fail, and with it its whole release.
+        await CaseReport.insert(*reports[start : start + CHUNK])
+    if reported:
+        await platform.audit.record(
+            principal,
+            "testing.case.report",
+            [
+                Resource(
+                    kind="sample",
+                    id=row["id"],
+                    province=row["province"],
+                    site=row["site"],
+                    subject_id=row["subject_id"],
+                )
+                for row in reported
+            ],
+            purpose=PURPOSE,
+            detail="positive result reported to the province health authority",
+        )
+    return [row["id"] for row in reported]
+
+
+def event_payload(row: dict[str, Any]) -> dict[str, Any]:
+    """The ``testing_result_released`` payload, as documented in ``plugins/testing/hookspecs.py``."""
+    onset = row["symptom_onset"]
+    return {
+        "sample_id": row["id"],
+        "subject_id": row["citizen_id"],
+        "phone": row["phone"],
+        "province": row["province"],
+        "result": "positive",
+        "collected_at": clock.as_utc(row["collected_at"]).isoformat(),
+        "symptom_onset": onset.isoformat() if onset is not None else None,
+    }
+
+
+# -- corrections ------------------------------------------------------------------------------
+
+
+async def correct_result(
+    platform: Platform, principal: Principal, sample_id: str, data: CorrectionIn
+) -> list[ResultView]:
+    """Amend a released result with a reason; the old version stays for staff; the person is told again."""
+    row = await load_sample(sample_id)
+    if row["result_version"] == 0:
+        raise Conflict(f"sample_id: {row['id']} has no released result to correct")
+    await check_sample(platform, principal, "testing.result.correct", row)
+    test_type = known_test_types(platform).get(row["test_type"])
+    if data.ct_value is not None and test_type is not None and test_type.method != "naat":
+        raise InvalidInput(f"ct_value: {row['id']} is a {test_type.code} test, which has no Ct value")
+    now = clock.now()
+    version = row["result_version"]
+    result_id = uuid.uuid4()
+    async with platform.db.transaction():
+        moved = (
+            await Sample.update(
+                {Sample.result: data.outcome, Sample.result_version: version + 1, Sample.result_at: now}
+            )
+            .where((Sample.id == row["id"]) & (Sample.result_version == version))
+            .returning(Sample.id)
+        )
+        if not moved:
+            raise Conflict(f"sample_id: {row['id']} was corrected by someone else just now; reload and try again")
+        await ResultVersion.update({ResultVersion.current: False, ResultVersion.superseded_at: now}).where(
+            (ResultVersion.sample == row["id"]) & (ResultVersion.current == True)  # noqa: E712
+        )
+        await ResultVersion.insert(
+            ResultVersion(
+                id=result_id,
+                sample=row["id"],
+                version=version + 1,
+                outcome=data.outcome,
+                ct_value=data.ct_value,
+                source="correction",
+                lab=row["lab"] or "",
+                entered_by=principal.id,
+                released_at=now,
+                current=True,
+                reason=data.reason.strip(),
+            )
+        )
+        await notices.queue_again(row["id"], now=now)
+        info = await _release_info([row["id"]])
+        if data.outcome == "positive":
+            await _report_positives(platform, principal, [info[row["id"]]], {row["id"]: result_id}, now=now)
+        await platform.audit.record(
+            principal,
+            "testing.result.correct",
+            sample_resource(row),
+            purpose=PURPOSE,
+            detail=f"result version {version} -> {version + 1}",
+        )
+    await notices.send_soon(platform, [row["id"]])
+    versions = await result_versions([row["id"]])
+    return [result_view(v) for v in versions[row["id"]]]
+
+
+# -- case reports ------------------------------------------------------------------------------
+
+
+async def case_reports(
+    platform: Platform, principal: Principal, *, since: datetime | None = None, limit: int = 500
+) -> list[CaseReportView]:
+    """Positives reported to the provinces the principal may see (audited: names and phones)."""
+    scope = await platform.access.scope(principal, "testing.report.list")
+    query = CaseReport.select(
+        CaseReport.sample,
+        CaseReport.province,
+        CaseReport.subject_id,
+        CaseReport.reported_at,
+        CaseReport.event_id,
+        CaseReport.sample.site.as_alias("site"),
+        CaseReport.sample.collected_at.as_alias("collected_at"),
+        CaseReport.sample.symptom_onset.as_alias("symptom_onset"),
+        CaseReport.sample.person.full_name.as_alias("full_name"),
+        CaseReport.sample.person.phone.as_alias("phone"),
+        CaseReport.sample.person.date_of_birth.as_alias("date_of_birth"),
+    )
+    where = scope.where(province=CaseReport.province, subject=CaseReport.subject_id)
+    if where is not None:
+        query = query.where(where)
+    if since is not None:
+        query = query.where(CaseReport.reported_at >= since)
+    rows = await query.order_by(CaseReport.id, ascending=False).limit(limit)
+    if rows:
+        await platform.audit.record(
+            principal,
+            "testing.report.list",
+            [
+                Resource(kind="case_report", id=row["sample"], province=row["province"], subject_id=row["subject_id"])
+                for row in rows
+            ],
+            purpose=PURPOSE,
+        )
+    return [
+        CaseReportView(
+            sample_id=row["sample"],
+            province=row["province"],
+            site=row["site"],
+            full_name=row["full_name"],
+            phone=row["phone"],
+            date_of_birth=row["date_of_birth"],
+            collected_at=clock.as_utc(row["collected_at"]),
+            symptom_onset=row["symptom_onset"],
+            reported_at=clock.as_utc(row["reported_at"]),
+            event_id=row["event_id"],
+        )
+        for row in rows
+    ]
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+async def _fetch(platform: Platform, table: type[Pool] | type[Sample], labels: list[str]) -> dict[str, dict[str, Any]]:
+    """The state ``_check`` needs of each labelled pool or sample."""
+    columns = ["id", "status", "lab", "received_at", "test_type"]
+    if table is Sample:
+        columns += ["pool", "result"]
+    if not labels:
+        return {}
+    selected = ", ".join(f'"{column}"' for column in columns)
+    name = table._meta.tablename
+    found: dict[str, dict[str, Any]] = {}
+    if platform.db.kind == "postgres":
+        # One round trip for the whole upload: the labels go as one array parameter.
+        rows = await platform.db.execute(f'SELECT {selected} FROM "{name}" WHERE "id" = ANY({{}})', labels)  # noqa: S608
+        return {row["id"]: row for row in rows}
+    for chunk in _chunks(labels):
+        marks = ", ".join("{}" for _ in chunk)
+        for row in await platform.db.execute(f'SELECT {selected} FROM "{name}" WHERE "id" IN ({marks})', *chunk):  # noqa: S608
+            found[row["id"]] = row
+    return found
+
+
+def _as_error(problem: _Problem) -> Exception:
+    if problem.status == 404:
+        return NotFound(problem.message)
+    if problem.status == 409:
+        return Conflict(problem.message)
+    return InvalidInput(problem.message)
+
+
+def _chunks(items: list[str], size: int = CHUNK) -> list[list[str]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
