@@ -33,6 +33,7 @@ from core.web import admin, auth, health, me
 from core.web.context import request_context
 from core.web.errors import domain_error, http_error, undecodable_body, unexpected_error
 from core.web.guard import platform_guard, provide_platform, provide_principal
+from core.web.nul_guard import refuse_nul_characters
 
 CORE_ROUTES = [*health.ROUTES, *auth.ROUTES, *me.ROUTES, *admin.ROUTES]
 
@@ -78,7 +79,7 @@ def create_app(
     app = Litestar(
         route_handlers=list(CORE_ROUTES),
         plugins=[PluginRoutes(platform)],
-        guards=[platform_guard],
+        guards=[platform_guard, refuse_nul_characters],
         dependencies={"platform": Provide(provide_platform), "principal": Provide(provide_principal)},
         exception_handlers={
             HTTPException: http_error,

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import click
 import msgspec
 
+from core.cli_plugins import new_plugin, province_plugins
 from core.errors import Conflict, InvalidInput
 from core.plugins import PluginLoadError
 from core.settings import Settings, SettingsError, load_settings
@@ -486,6 +487,10 @@ def docs_hooks(obj: Context, output: str, check: bool) -> None:
     with open(output, "w", encoding="utf-8") as handle:
         handle.write(text)
     click.echo(f"Wrote {output}.")
+
+
+cli.add_command(new_plugin)
+cli.add_command(province_plugins)
 
 
 # -- entry point --------------------------------------------------------------------

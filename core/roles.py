@@ -58,7 +58,11 @@ class RoleRegistry:
                 grants=known.grants | role.grants,
                 description=known.description or role.description,
             )
-        self.roles = roles
+        # Every role, including those plugins add, may see who it is signed in as.
+        self.roles = {
+            name: Role(name=r.name, scope=r.scope, grants=r.grants | EVERYONE, description=r.description)
+            for name, r in roles.items()
+        }
 
     def get(self, name: str) -> Role | None:
         return self.roles.get(name)

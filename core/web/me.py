@@ -51,7 +51,8 @@ async def access_log(
     principal: PrincipalDep,
     platform: PlatformDep,
     limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
-    before_id: Annotated[int | None, Parameter(ge=1)] = None,
+    # Audit ids are 64-bit; a larger number would overflow the database driver (a 500).
+    before_id: Annotated[int | None, Parameter(ge=1, le=2**63 - 1)] = None,
 ) -> list[AuditRecord]:
     if principal.subject_id is None:
         raise PermissionDeniedException("Only a person can list access to their own data.")
