@@ -196,9 +196,24 @@ async def record_visit(
         if replayed is None:
             raise Conflict("Idempotency-Key: a request with this key is still being processed; retry") from None
         return replayed
-    view = await visit_view(visit_id, now, arrived_at=visit_arrived)
-    if view is None:
-        raise NotFound("visit: not found after storing it")
+    if repeat:
+        view = await visit_view(visit_id, now, arrived_at=visit_arrived)
+        if view is None:
+            raise NotFound("visit: not found after storing it")
+    else:
+        # Just stored from what is in hand: reading it back would cost two queries per check-in.
+        left = visit_arrived + stay * 60
+        view = VisitView(
+            id=str(visit_id),
+            venue_id=place.venue.id,
+            venue_name=place.venue.name,
+            sub_location_id=place.sub_location_id,
+            sub_location_name=place.sub_location_name,
+            arrived_at=_time(visit_arrived),
+            left_at=_time(left),
+            status=_status(checked_out=False, left_at=left, now=now),
+            method=method,
+        )
     flags = list(assessment.risk_flags) if assessment else []
     return msgspec.structs.replace(view, repeat=repeat, risky=bool(flags), risk_flags=flags)
 
@@ -423,13 +438,6 @@ async def visit_view(visit_id: uuid.UUID, now: datetime, *, arrived_at: int | No
     if row["sub_location_id"] is not None:
         sub = await SubLocation.select(SubLocation.name).where(SubLocation.id == row["sub_location_id"]).first()
         sub_name = sub["name"] if sub else None
-    status: Literal["present", "checked_out", "auto_checked_out"]
-    if row["checked_out"]:
-        status = "checked_out"
-    elif row["left_at"] <= now.timestamp():
-        status = "auto_checked_out"
-    else:
-        status = "present"
     return VisitView(
         id=str(row["id"]),
         venue_id=str(row["venue_id"]),
@@ -438,9 +446,17 @@ async def visit_view(visit_id: uuid.UUID, now: datetime, *, arrived_at: int | No
         sub_location_name=sub_name,
         arrived_at=_time(row["arrived_at"]),
         left_at=_time(row["left_at"]),
-        status=status,
+        status=_status(checked_out=row["checked_out"], left_at=row["left_at"], now=now),
         method=row["method"],
     )
+
+
+def _status(*, checked_out: bool, left_at: int, now: datetime) -> Literal["present", "checked_out", "auto_checked_out"]:
+    if checked_out:
+        return "checked_out"
+    if left_at <= now.timestamp():
+        return "auto_checked_out"
+    return "present"
 
 
 # -- personal codes and identities ----------------------------------------------------------
