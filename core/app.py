@@ -33,7 +33,6 @@ from core.web import admin, auth, health, me
 from core.web.context import request_context
 from core.web.errors import domain_error, http_error, undecodable_body, unexpected_error
 from core.web.guard import platform_guard, provide_platform, provide_principal
-from core.web.nul_guard import refuse_nul_characters
 
 CORE_ROUTES = [*health.ROUTES, *auth.ROUTES, *me.ROUTES, *admin.ROUTES]
 
@@ -79,8 +78,11 @@ def create_app(
     app = Litestar(
         route_handlers=list(CORE_ROUTES),
         plugins=[PluginRoutes(platform)],
-        guards=[platform_guard, refuse_nul_characters],
-        dependencies={"platform": Provide(provide_platform), "principal": Provide(provide_principal)},
+        guards=[platform_guard],  # it runs refuse_nul_characters too: Litestar copies the handler per guard
+        dependencies={
+            "platform": Provide(provide_platform, sync_to_thread=False),
+            "principal": Provide(provide_principal),
+        },
         exception_handlers={
             HTTPException: http_error,
             InvalidInput: domain_error,

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from core.storage import Database
 
 GENESIS = "0" * 64
+AUDIT_ORDER = 1000
 # Any constant works; it names the audit chain's lock on PostgreSQL.
 PG_LOCK_KEY = 0x70686F6E67
 
@@ -73,43 +74,42 @@ class AuditTrail:
         fact they record); otherwise they go through group commit, and this
         returns once they are committed.
         """
-        items = [resources] if not isinstance(resources, Sequence) else list(resources)
-        if not items:
+        entries = audit_entries(principal, action, resources, purpose=purpose, detail=detail)
+        if not entries:
             return
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
-        entries = [
-            {
-                "actor_id": principal.id,
-                "actor_kind": principal.kind,
-                "action": action,
-                "subject_id": resource.subject_id,
-                "resource_kind": resource.kind,
-                "resource_id": resource.id,
-                "purpose": purpose,
-                "province": resource.province,
-                "request_id": request_id,
-                "detail": detail,
-            }
-            for resource in items
-        ]
         if self._group_commit is None or self._db.in_transaction():
-            await self._append(entries)
+            await self.append(entries)
         else:
-            await self._group_commit.submit(lambda: self._append(entries))
+            # Last in its batch: the chain's lock is the last one a batch takes (see GroupCommit.submit_to).
+            await self._group_commit.submit_to(self._append_batch, entries, order=AUDIT_ORDER)
 
-    async def _append(self, entries: list[dict[str, Any]]) -> None:
+    async def _append_batch(self, items: list[list[dict[str, Any]]]) -> list[None]:
+        """Group commit's batch writer: every record of the batch in one chain append."""
+        await self.append([entry for entries in items for entry in entries])
+        return [None] * len(items)
+
+    async def append(self, entries: list[dict[str, Any]]) -> None:
+        """Chain ``entries`` (dicts of the audited fields but ``at``) onto the log, under the chain's lock.
+
+        Call it inside a transaction to write audit rows together with the fact
+        they record; ``record`` builds the entries for one access.
+        """
+        if not entries:
+            return
         async with self._db.transaction():
             prev = await self._lock_and_head()
+            at = clock.now()
             rows = []
             for entry in entries:
-                fields = {"at": clock.now(), **entry}
+                fields = {"at": at, **entry}
                 digest = chain_hash(prev, fields)
-                rows.append(AuditLog(**fields, prev_hash=prev, hash=digest))
+                rows.append({**fields, "prev_hash": prev, "hash": digest})
                 prev = digest
-            inserted = await AuditLog.insert(*rows).returning(AuditLog.id)
-            await AuditHead.insert(
-                AuditHead(id=1, last_id=max(row["id"] for row in inserted), last_hash=prev)
-            ).on_conflict(target=AuditHead.id, action="DO UPDATE", values=[AuditHead.last_id, AuditHead.last_hash])
+            if self._db.kind == "postgres":
+                inserted = await self._db.fetch(_PG_INSERT, *([row[c] for row in rows] for c in _COLUMNS))
+            else:
+                inserted = await AuditLog.insert(*(AuditLog(**row) for row in rows)).returning(AuditLog.id)
+            await self._db.fetch(_HEAD_UPSERT, max(row["id"] for row in inserted), prev)
 
     async def for_subject(
         self, subject_id: str, *, limit: int = 100, before_id: int | None = None
@@ -181,9 +181,9 @@ class AuditTrail:
 
     async def _lock_and_head(self) -> str:
         if self._db.kind == "postgres":
-            await self._db.execute("SELECT pg_advisory_xact_lock({})", PG_LOCK_KEY)
-        last = await AuditLog.select(AuditLog.hash).order_by(AuditLog.id, ascending=False).first()
-        return last["hash"] if last else GENESIS
+            await self._db.fetch("SELECT pg_advisory_xact_lock({})", PG_LOCK_KEY)
+        last = await self._db.fetch("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        return str(last[0]["hash"]) if last else GENESIS
 
 
 _HASHED_FIELDS = (
@@ -198,6 +198,55 @@ _HASHED_FIELDS = (
     "province",
     "request_id",
     "detail",
+)
+
+
+def audit_entries(
+    principal: Principal,
+    action: str,
+    resources: Resource | Sequence[Resource],
+    *,
+    purpose: str,
+    detail: str = "",
+    request_id: str | None = None,
+) -> list[dict[str, Any]]:
+    """The rows (but ``at`` and the hashes) recording one access: one per resource, for ``AuditTrail.append``.
+
+    ``request_id`` defaults to the current request's.
+    """
+    items = [resources] if not isinstance(resources, Sequence) else list(resources)
+    if request_id is None:
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return [
+        {
+            "actor_id": principal.id,
+            "actor_kind": principal.kind,
+            "action": action,
+            "subject_id": resource.subject_id,
+            "resource_kind": resource.kind,
+            "resource_id": resource.id,
+            "purpose": purpose,
+            "province": resource.province,
+            "request_id": request_id,
+            "detail": detail,
+        }
+        for resource in items
+    ]
+
+
+_COLUMNS = (*_HASHED_FIELDS, "prev_hash", "hash")
+_TYPES = {"at": "timestamptz"}
+# Rows go in in the order given (WITH ORDINALITY ... ORDER BY), so ids grow along the chain.
+# Column names are ours; values are parameters.
+_PG_INSERT = (
+    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "  # noqa: S608
+    f"SELECT {', '.join(_COLUMNS)} FROM unnest("
+    + ", ".join(f"{{}}::{_TYPES.get(column, 'text')}[]" for column in _COLUMNS)
+    + f") WITH ORDINALITY AS u({', '.join(_COLUMNS)}, n) ORDER BY n RETURNING id"
+)
+_HEAD_UPSERT = (
+    "INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, {}, {}) "
+    "ON CONFLICT (id) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash"
 )
 
 

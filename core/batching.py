@@ -1,11 +1,24 @@
 """Group commit: many small writes share one transaction, and none is acknowledged early.
 
-High-volume endpoints (check-ins, declarations) hand their write to
-``GroupCommit.submit``. Writes that arrive while a batch is being collected
-(up to ``max_batch`` or ``max_wait`` seconds) run in one transaction, each
-inside its own savepoint: a write that fails rolls back alone and its caller
-gets the exception, while the others commit. ``submit`` returns only after
-the batch has committed, so batching never loses an acknowledged write.
+High-volume endpoints (check-ins, audit records) hand their writes to the
+group commit. Writes that arrive while a batch is being collected (up to
+``max_batch`` or ``max_wait`` seconds) run in one transaction, and each
+caller gets its answer only after that transaction has committed, so
+batching never loses an acknowledged write. On PostgreSQL up to
+``in_flight`` batches commit at once on separate connections (their writers
+must take any locks in a fixed order); on SQLite one at a time.
+
+Two kinds of write:
+
+* ``submit(write)``: a closure, run in its own savepoint. A write that fails
+  rolls back alone and its caller gets the exception; the others commit.
+* ``submit_to(writer, item)``: an item for a *batch writer*, an async
+  function that stores a whole list of items set-wise (one statement per
+  table for the batch, not per item) and returns one outcome per item: a
+  value, or an exception instance for an item it refused without writing
+  anything for it. If the writer raises instead, its savepoint is rolled
+  back and it is called again with one item at a time, so one bad item
+  still fails alone.
 """
 
 from __future__ import annotations
@@ -15,40 +28,75 @@ import contextvars
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import asyncpg
 import structlog
 
 if TYPE_CHECKING:
     from core.storage import Database
 
 T = TypeVar("T")
+# How often a batch that deadlocked with another is run again before its callers get the error.
+DEADLOCK_RETRIES = 2
 log = structlog.get_logger("core.batching")
 
 
+BatchWriter = Callable[[list[Any]], Awaitable[list[Any]]]
+"""Stores many items in the current transaction; returns one outcome per item (a value or an Exception)."""
+
+
+class _Job:
+    __slots__ = ("future", "item", "order", "writer")
+
+    def __init__(self, writer: BatchWriter | None, item: Any, future: asyncio.Future[Any], order: int = 0) -> None:
+        self.writer = writer  # None: ``item`` is a closure to run alone
+        self.item = item
+        self.future = future
+        self.order = order
+
+
 class GroupCommit:
-    def __init__(self, db: Database, *, max_batch: int = 256, max_wait: float = 0.002) -> None:
+    def __init__(self, db: Database, *, max_batch: int = 256, max_wait: float = 0.002, in_flight: int = 1) -> None:
         self._db = db
         self.max_batch = max_batch
         self.max_wait = max_wait
-        self._pending: list[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = []
+        # Batches committing at once, each on its own connection: while one waits for the database,
+        # the next is sent. It pays when the database is the bottleneck; when this process's CPU is,
+        # one batch at a time makes bigger batches and costs less per write. SQLite: always one.
+        self.in_flight = 1 if db.kind == "sqlite" else in_flight
+        self._slots = asyncio.Semaphore(self.in_flight)
+        self._committing: set[asyncio.Task[None]] = set()
+        self._pending: list[_Job] = []
         self._arrived = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
         self.writes = 0
 
     async def submit(self, write: Callable[[], Awaitable[T]]) -> T:
-        """Run ``write`` in the next batch; return its result once the batch has committed."""
+        """Run ``write`` in the next batch, in its own savepoint; return its result once the batch has committed."""
+        return await self._enqueue(None, write)
+
+    async def submit_to(self, writer: BatchWriter, item: Any, *, order: int = 0) -> Any:
+        """Hand ``item`` to ``writer`` with the rest of the next batch; its outcome, once committed.
+
+        Within a batch, writers run by ascending ``order`` (then arrival): a
+        writer that takes a lock every batch needs (the audit chain's) goes
+        last, so that batches committing side by side take locks in one order.
+        """
+        return await self._enqueue(writer, item, order)
+
+    async def _enqueue(self, writer: BatchWriter | None, item: Any, order: int = 0) -> Any:
         if self._flusher is None or self._flusher.done():
             # A clean context: the flusher must not inherit the first caller's transaction or log context.
             self._flusher = asyncio.create_task(self._run(), name="group-commit", context=contextvars.Context())
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((write, future))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Job(writer, item, future, order))
         self._arrived.set()
         return await future
 
     async def close(self) -> None:
         """Flush what is queued and stop the flusher."""
         if self._flusher is not None:
-            while self._pending:
+            while self._pending or self._committing:
                 await asyncio.sleep(self.max_wait)
             self._flusher.cancel()
             await asyncio.gather(self._flusher, return_exceptions=True)
@@ -57,39 +105,110 @@ class GroupCommit:
     async def _run(self) -> None:
         while True:
             await self._arrived.wait()
+            await self._slots.acquire()  # wait for a free slot: meanwhile more writes join the batch
             if len(self._pending) < self.max_batch and self.max_wait > 0:
                 await asyncio.sleep(self.max_wait)  # let concurrent requests join the batch
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
             if not self._pending:
                 self._arrived.clear()
-            if batch:
-                await self._commit(batch)
+            if not batch:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._commit_in_slot(batch))
+            self._committing.add(task)
+            task.add_done_callback(self._committing.discard)
 
-    async def _commit(self, batch: list[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
+    async def _commit_in_slot(self, batch: list[_Job]) -> None:
         try:
-            async with self._db.transaction() as transaction:
-                for write, _future in batch:
-                    savepoint = await transaction.savepoint()
-                    try:
-                        outcomes.append((True, await write()))
-                        await savepoint.release()
-                    except Exception as exc:
-                        await savepoint.rollback_to()
-                        outcomes.append((False, exc))
-        except Exception as exc:
-            # The commit itself failed: nothing in the batch was stored.
-            log.error("group_commit.failed", size=len(batch), error=f"{type(exc).__name__}: {exc}")
-            for _write, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            return
+            await self._commit(batch)
+        finally:
+            self._slots.release()
+
+    async def _commit(self, batch: list[_Job]) -> None:
+        outcomes: dict[int, tuple[bool, Any]] = {}
+        for attempt in range(1, DEADLOCK_RETRIES + 2):
+            outcomes.clear()
+            try:
+                async with self._db.transaction() as transaction:
+                    for group in _groups(batch):
+                        if group[0].writer is None:
+                            await _run_alone(transaction, group[0], outcomes)
+                        else:
+                            await _run_writer(transaction, group, outcomes)
+                break
+            except asyncpg.exceptions.DeadlockDetectedError as exc:
+                # Batches committing side by side locked each other: the database rolled this one
+                # back whole, so it can run again as it was.
+                if attempt > DEADLOCK_RETRIES:
+                    self._fail(batch, exc)
+                    return
+                log.warning("group_commit.deadlock_retry", size=len(batch), attempt=attempt)
+            except Exception as exc:
+                self._fail(batch, exc)
+                return
         self.batches += 1
         self.writes += len(batch)
-        for (_write, future), (ok, value) in zip(batch, outcomes, strict=True):
-            if future.done():  # the caller went away (request cancelled); its write is stored anyway
+        for job in batch:
+            if job.future.done():  # the caller went away (request cancelled); its write is stored anyway
                 continue
+            ok, value = outcomes[id(job)]
             if ok:
-                future.set_result(value)
+                job.future.set_result(value)
             else:
-                future.set_exception(value)
+                job.future.set_exception(value)
+
+    @staticmethod
+    def _fail(batch: list[_Job], exc: Exception) -> None:
+        """The commit itself failed: nothing in the batch was stored; every caller hears why."""
+        log.error("group_commit.failed", size=len(batch), error=f"{type(exc).__name__}: {exc}")
+        for job in batch:
+            if not job.future.done():
+                job.future.set_exception(exc)
+
+
+def _groups(batch: list[_Job]) -> list[list[_Job]]:
+    """Closures one by one; a writer's items together, at the place of its first item; then by ``order``."""
+    groups: list[list[_Job]] = []
+    by_writer: dict[Any, list[_Job]] = {}
+    for job in batch:
+        if job.writer is None:
+            groups.append([job])
+        elif job.writer in by_writer:
+            by_writer[job.writer].append(job)
+        else:
+            by_writer[job.writer] = [job]
+            groups.append(by_writer[job.writer])
+    groups.sort(key=lambda group: group[0].order)  # stable: arrival order within the same order
+    return groups
+
+
+async def _run_alone(transaction: Any, job: _Job, outcomes: dict[int, tuple[bool, Any]]) -> None:
+    savepoint = await transaction.savepoint()
+    try:
+        outcomes[id(job)] = (True, await job.item())
+        await savepoint.release()
+    except Exception as exc:
+        await savepoint.rollback_to()
+        outcomes[id(job)] = (False, exc)
+
+
+async def _run_writer(transaction: Any, jobs: list[_Job], outcomes: dict[int, tuple[bool, Any]]) -> None:
+    writer = jobs[0].writer
+    assert writer is not None
+    savepoint = await transaction.savepoint()
+    try:
+        results = await writer([job.item for job in jobs])
+        if len(results) != len(jobs):
+            raise RuntimeError(f"batch writer {writer!r} returned {len(results)} outcomes for {len(jobs)} items")
+        await savepoint.release()
+    except Exception as exc:
+        await savepoint.rollback_to()
+        if len(jobs) == 1:
+            outcomes[id(jobs[0])] = (False, exc)
+            return
+        log.warning("group_commit.writer_failed", size=len(jobs), error=f"{type(exc).__name__}: {exc}")
+        for job in jobs:  # find the item that failed: each alone
+            await _run_writer(transaction, [job], outcomes)
+        return
+    for job, result in zip(jobs, results, strict=True):
+        outcomes[id(job)] = (False, result) if isinstance(result, BaseException) else (True, result)

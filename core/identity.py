@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -76,10 +77,49 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+class CredentialCache:
+    """Principals by credential digest, kept ``ttl`` seconds, so a request costs no lookup.
+
+    Unknown and revoked credentials are cached too (as ``None``): a flood of
+    made-up tokens costs one query each at most once per ``ttl``. Any change
+    to credentials in this worker empties the cache.
+    """
+
+    MAX_ENTRIES = 100_000
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._entries: dict[str, tuple[float, Principal | None, datetime | None]] = {}
+
+    def get(self, key: str) -> tuple[bool, Principal | None]:
+        """(found, principal): ``found`` is False when the credential must be looked up."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return False, None
+        cached_at, principal, expires_at = entry
+        if time.monotonic() - cached_at > self.ttl:
+            del self._entries[key]
+            return False, None
+        if expires_at is not None and expires_at <= clock.now():
+            return True, None
+        return True, principal
+
+    def put(self, key: str, principal: Principal | None, expires_at: datetime | None) -> None:
+        if self.ttl <= 0:
+            return
+        if len(self._entries) >= self.MAX_ENTRIES:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic(), principal, expires_at)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class Identity:
     def __init__(self, platform: Platform) -> None:
         self._platform = platform
         self._settings = platform.settings
+        self.credentials = CredentialCache(platform.settings.credential_cache_seconds)
 
     # -- staff -----------------------------------------------------------------
 
@@ -158,6 +198,7 @@ class Identity:
         return IssuedToken(token=token, expires_at=expires, principal_id=f"{kind}:{account_id}")
 
     async def revoke_token(self, token_id: str) -> bool:
+        self.credentials.clear()
         done = (
             await AccessToken.update({AccessToken.revoked_at: clock.now()})
             .where((AccessToken.id == token_id) & AccessToken.revoked_at.is_null())
@@ -166,6 +207,7 @@ class Identity:
         return bool(done)
 
     async def revoke_account_tokens(self, account_id: str) -> int:
+        self.credentials.clear()
         done = (
             await AccessToken.update({AccessToken.revoked_at: clock.now()})
             .where((AccessToken.account_id == account_id) & AccessToken.revoked_at.is_null())
@@ -176,38 +218,21 @@ class Identity:
     async def principal_from_token(self, token: str) -> Principal | None:
         if not token.startswith(TOKEN_PREFIX):
             return None
-        # One round trip per request: the token and, for staff, the account it belongs to.
-        rows = await self._platform.db.execute(
+        token_hash = digest(token)
+        found, principal = self.credentials.get(token_hash)
+        if found:
+            return principal
+        # One round trip: the token and, for staff, the account it belongs to.
+        rows = await self._platform.db.fetch(
             "SELECT t.id, t.account_kind, t.account_id, t.expires_at, t.revoked_at, "
             "s.roles, s.province, s.site, s.lab, s.active "
             "FROM access_token t LEFT JOIN staff_account s ON s.id = t.account_id "
             "WHERE t.token_hash = {}",
-            digest(token),
+            token_hash,
         )
-        if not rows:
-            return None
-        row = rows[0]
-        if row["revoked_at"] is not None or _as_datetime(row["expires_at"]) <= clock.now():
-            return None
-        if row["account_kind"] == "citizen":
-            return Principal(
-                id=f"citizen:{row['account_id']}",
-                kind="citizen",
-                roles=frozenset({CITIZEN}),
-                subject_id=str(row["account_id"]),
-                credential_id=str(row["id"]),
-            )
-        if not row["active"]:
-            return None
-        return Principal(
-            id=f"staff:{row['account_id']}",
-            kind="staff",
-            roles=frozenset(_roles(row["roles"])),
-            province=row["province"],
-            site=row["site"],
-            lab=row["lab"],
-            credential_id=str(row["id"]),
-        )
+        principal, expires_at = _token_principal(rows[0]) if rows else (None, None)
+        self.credentials.put(token_hash, principal, expires_at)
+        return principal
 
     # -- API keys --------------------------------------------------------------
 
@@ -245,6 +270,7 @@ class Identity:
         return IssuedKey(id=str(key_id), key=key, prefix=key[:12])
 
     async def revoke_api_key(self, key_id: str) -> bool:
+        self.credentials.clear()
         done = (
             await ApiKey.update({ApiKey.revoked_at: clock.now()})
             .where((ApiKey.id == key_id) & ApiKey.revoked_at.is_null())
@@ -255,20 +281,30 @@ class Identity:
     async def principal_from_api_key(self, key: str) -> Principal | None:
         if not key.startswith(KEY_PREFIX):
             return None
-        row = await ApiKey.select().where(ApiKey.key_hash == digest(key)).first()
-        if row is None or row["revoked_at"] is not None:
-            return None
-        if row["expires_at"] is not None and clock.as_utc(row["expires_at"]) <= clock.now():
-            return None
-        return Principal(
-            id=f"key:{row['id']}",
-            kind=row["kind"],
-            roles=frozenset(_roles(row["roles"])),
-            province=row["province"],
-            site=row["site"],
-            lab=row["lab"],
-            credential_id=str(row["id"]),
+        key_hash = digest(key)
+        found, principal = self.credentials.get(key_hash)
+        if found:
+            return principal
+        rows = await self._platform.db.fetch(
+            "SELECT id, kind, roles, province, site, lab, expires_at, revoked_at FROM api_key WHERE key_hash = {}",
+            key_hash,
         )
+        principal, expires_at = None, None
+        if rows and rows[0]["revoked_at"] is None:
+            row = rows[0]
+            expires_at = _as_datetime(row["expires_at"]) if row["expires_at"] is not None else None
+            if expires_at is None or expires_at > clock.now():
+                principal = Principal(
+                    id=f"key:{row['id']}",
+                    kind=row["kind"],
+                    roles=frozenset(_roles(row["roles"])),
+                    province=row["province"],
+                    site=row["site"],
+                    lab=row["lab"],
+                    credential_id=str(row["id"]),
+                )
+        self.credentials.put(key_hash, principal, expires_at)
+        return principal
 
     # -- citizens: one-time codes ----------------------------------------------
 
@@ -367,6 +403,34 @@ class Identity:
     def _code_hash(self, phone: str, code: str) -> str:
         key = self._settings.secret_key.encode()
         return hmac.new(key, f"otp:{phone}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def _token_principal(row: Any) -> tuple[Principal | None, datetime | None]:
+    """The principal an access-token row stands for (None when revoked, expired or inactive), and its expiry."""
+    expires_at = _as_datetime(row["expires_at"])
+    if row["revoked_at"] is not None or expires_at <= clock.now():
+        return None, None
+    if row["account_kind"] == "citizen":
+        principal = Principal(
+            id=f"citizen:{row['account_id']}",
+            kind="citizen",
+            roles=frozenset({CITIZEN}),
+            subject_id=str(row["account_id"]),
+            credential_id=str(row["id"]),
+        )
+        return principal, expires_at
+    if not row["active"]:
+        return None, None
+    principal = Principal(
+        id=f"staff:{row['account_id']}",
+        kind="staff",
+        roles=frozenset(_roles(row["roles"])),
+        province=row["province"],
+        site=row["site"],
+        lab=row["lab"],
+        credential_id=str(row["id"]),
+    )
+    return principal, expires_at
 
 
 def _as_datetime(value: Any) -> datetime:

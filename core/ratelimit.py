@@ -54,7 +54,7 @@ class RateLimiter:
                 pipe.expireat(bucket, expires + 1)
                 count, _ = await pipe.execute()
         else:
-            rows = await self._db.execute(
+            rows = await self._db.fetch(
                 "INSERT INTO rate_bucket (bucket, hits, expires_at) VALUES ({}, 1, {}) "
                 "ON CONFLICT (bucket) DO UPDATE SET hits = rate_bucket.hits + 1 RETURNING hits",
                 bucket,
@@ -63,16 +63,66 @@ class RateLimiter:
             count = rows[0]["hits"]
         return RateResult(allowed=count <= limit, count=int(count), retry_after=max(1, expires - now))
 
+    async def hit_many(self, hits: list[tuple[str, int, int]]) -> list[RateResult]:
+        """Count many attempts at once, each ``(key, limit, window)``: one round trip for all.
+
+        Attempts on the same key are counted in the order given, so the ones
+        past the limit are the later ones. In a transaction on the database
+        store, the counts commit (or roll back) with it.
+        """
+        now = int(time.time())
+        buckets: list[str] = []
+        expiries: dict[str, int] = {}
+        for key, _limit, window in hits:
+            window_start = now - now % window
+            bucket = f"{key}@{window_start}"
+            buckets.append(bucket)
+            expiries[bucket] = window_start + window
+        added: dict[str, int] = {}
+        for bucket in buckets:
+            added[bucket] = added.get(bucket, 0) + 1
+        totals: dict[str, int] = {}
+        if not added:
+            return []
+        if self._redis is not None:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for bucket, count in added.items():
+                    pipe.incrby(bucket, count)
+                    pipe.expireat(bucket, expiries[bucket] + 1)
+                replies = await pipe.execute()
+            totals = {bucket: int(replies[2 * n]) for n, bucket in enumerate(added)}
+        else:
+            names = sorted(added)  # rows locked in one order: concurrent batches never deadlock
+            placeholders = ", ".join("({}, {}, {})" for _ in names)
+            rows = await self._db.fetch(
+                f"INSERT INTO rate_bucket (bucket, hits, expires_at) VALUES {placeholders} "  # noqa: S608 (placeholders only)
+                "ON CONFLICT (bucket) DO UPDATE SET hits = rate_bucket.hits + excluded.hits RETURNING bucket, hits",
+                *(value for name in names for value in (name, added[name], expiries[name])),
+            )
+            totals = {row["bucket"]: int(row["hits"]) for row in rows}
+        results = []
+        seen: dict[str, int] = {}
+        for (_key, limit, _window), bucket in zip(hits, buckets, strict=True):
+            seen[bucket] = seen.get(bucket, 0) + 1
+            count = totals[bucket] - added[bucket] + seen[bucket]
+            results.append(RateResult(allowed=count <= limit, count=count, retry_after=max(1, expiries[bucket] - now)))
+        return results
+
     async def enforce(self, key: str, *, limit: int, window: int, what: str) -> None:
         """Raise 429 naming ``what`` and when to retry, once ``key`` is over its limit."""
         result = await self.hit(key, limit=limit, window=window)
         if not result.allowed:
-            raise TooManyRequestsException(
-                detail=f"Too many {what}; try again in {result.retry_after} seconds.",
-                headers={"Retry-After": str(result.retry_after)},
-            )
+            raise too_many(what, result)
 
     async def purge_expired(self) -> int:
         """Delete finished windows (database store). Returns how many were removed."""
         removed = await RateBucket.delete().where(RateBucket.expires_at < int(time.time())).returning(RateBucket.bucket)
         return len(removed)
+
+
+def too_many(what: str, result: RateResult) -> TooManyRequestsException:
+    """The 429 for a refused attempt: it names what was limited and when to retry."""
+    return TooManyRequestsException(
+        detail=f"Too many {what}; try again in {result.retry_after} seconds.",
+        headers={"Retry-After": str(result.retry_after)},
+    )

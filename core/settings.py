@@ -74,6 +74,9 @@ class Settings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     otp_per_client_per_hour: Count = 30
     login_per_client_per_hour: Count = 60
     plugin_state_ttl_seconds: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 2.0
+    # How long a worker trusts a bearer token or API key it has looked up; a revocation
+    # takes effect at once in the worker that made it and within this time in the others.
+    credential_cache_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
     event_max_attempts: Count = 12
     run_background_tasks: bool = True
     plugin: dict[str, dict[str, Any]] = msgspec.field(default_factory=dict)

@@ -58,8 +58,15 @@ class Signer:
 
     @classmethod
     def from_settings(cls, settings: Settings, context: str) -> Signer:
-        """The signer for ``context`` with the deployment's current and previous keys."""
-        return cls(context, key_ring(settings), settings.secret_key_version)
+        """The signer for ``context`` with the deployment's current and previous keys (kept, not re-derived)."""
+        ring = key_ring(settings)
+        cache_key = (context, settings.secret_key_version, tuple(sorted(ring.items())))
+        signer = _SIGNERS.get(cache_key)
+        if signer is None:
+            if len(_SIGNERS) > 256:
+                _SIGNERS.clear()
+            signer = _SIGNERS[cache_key] = cls(context, ring, settings.secret_key_version)
+        return signer
 
     def sign(self, claims: Mapping[str, Any], *, ttl: timedelta | None) -> str:
         """A token carrying ``claims``; it expires after ``ttl`` (``None``: only when revoked elsewhere)."""
@@ -97,6 +104,9 @@ class Signer:
 
     def _mac(self, version: int, signed: str) -> bytes:
         return hmac.new(self._keys[version], signed.encode(), hashlib.sha256).digest()
+
+
+_SIGNERS: dict[tuple[str, int, tuple[tuple[int, str], ...]], Signer] = {}
 
 
 def key_ring(settings: Settings) -> dict[int, str]:

@@ -9,6 +9,7 @@ and several platforms (tests) can take turns in one process.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import io
 import os
@@ -98,11 +99,32 @@ class Database:
     async def ping(self) -> None:
         await self.execute("SELECT 1")
 
-    async def execute(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        """Run raw SQL with ``{}`` placeholders (Piccolo's) and return rows as dicts."""
+    async def execute(self, sql: str, *args: Any) -> list[Any]:
+        """Run raw SQL with ``{}`` placeholders (Piccolo's) and return its rows.
+
+        Rows are mappings (``row["column"]``): dicts on SQLite, asyncpg
+        records on PostgreSQL.
+        """
         from piccolo.querystring import QueryString
 
         return await self.engine.run_querystring(QueryString(sql, *args))
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        """Like ``execute``, for hot paths: on PostgreSQL straight to asyncpg, skipping Piccolo's compiler.
+
+        ``{}`` placeholders become ``$1, $2, ...`` once per statement text and
+        asyncpg keeps the prepared statement, so a request pays one round trip
+        and no query building. Arguments go to asyncpg as they are: pass JSON
+        as text. On SQLite this is ``execute``.
+        """
+        if self.kind != "postgres" or self.engine.pool is None:
+            return await self.execute(sql, *args)
+        query = _numbered(sql)
+        transaction = self.engine.current_transaction.get()
+        if transaction is not None:
+            return await transaction.connection.fetch(query, *args)
+        async with self.engine.pool.acquire() as connection:
+            return await connection.fetch(query, *args)
 
     async def pending_migrations(self) -> dict[str, list[str]]:
         """Migration ids not yet applied, per app."""
@@ -142,6 +164,13 @@ class Database:
 
     async def _enable_wal(self) -> None:
         await self.engine._run_in_new_connection("PRAGMA journal_mode=WAL")
+
+
+@functools.lru_cache(maxsize=512)
+def _numbered(sql: str) -> str:
+    """``{}`` placeholders as PostgreSQL's ``$1, $2, ...``."""
+    parts = sql.split("{}")
+    return "".join(part + (f"${n}" if n < len(parts) else "") for n, part in enumerate(parts, start=1))
 
 
 def active() -> Database:

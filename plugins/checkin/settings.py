@@ -41,5 +41,8 @@ class CheckinSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
     notify_automatic_cases: bool = True
     # Days, hours and notices are in local time: Vietnam is UTC+7 all year.
     local_utc_offset_minutes: Annotated[int, msgspec.Meta(ge=-720, le=840)] = 420
+    # A worker keeps what a venue code stands for this long; a rotated or revoked code stops
+    # working at once in the worker that changed it and within this time in the others.
+    code_cache_seconds: Annotated[float, msgspec.Meta(ge=0, le=300)] = 5.0
     # PostgreSQL: daily partitions are created this many days ahead.
     partition_days_ahead: Annotated[int, msgspec.Meta(ge=1, le=60)] = 7

@@ -9,6 +9,7 @@ revoked code stops working at once.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -323,6 +324,7 @@ async def revoke_code(platform: Platform, principal: Principal, venue_id: uuid.U
         .where((VenueCode.id == code_id) & (VenueCode.venue == venue_id) & VenueCode.revoked_at.is_null())
         .returning(VenueCode.id)
     )
+    forget_codes()
     if not done:
         raise NotFound("code_id: no active code with this id at this venue")
     log.info("checkin.code_revoked", venue=str(venue_id), code=str(code_id))
@@ -343,8 +345,10 @@ async def resolve_code(platform: Platform, token: str, *, field: str = "code") -
         code_id = uuid.UUID(hex=str(claims.get("c", "")))
     except ValueError:
         raise InvalidInput(f"{field}: not a venue code") from None
-    # Raw SQL: on every check-in, and Piccolo takes milliseconds to build this join from the columns.
-    rows = await platform.db.execute(RESOLVE_CODE_SQL, code_id)
+    cached = _places.get(code_id)
+    if cached is not None and time.monotonic() - cached[0] <= platform.plugin_config("checkin").code_cache_seconds:
+        return cached[1]
+    rows = await platform.db.fetch(RESOLVE_CODE_SQL, code_id)
     if not rows:
         raise NotFound(f"{field}: this venue code is unknown")
     row = rows[0]
@@ -352,11 +356,25 @@ async def resolve_code(platform: Platform, token: str, *, field: str = "code") -
         raise GoneError(detail=f"{field}: this code was replaced or withdrawn; scan the venue's current poster")
     if not row["active"]:
         raise GoneError(detail=f"{field}: this venue no longer takes check-ins")
-    return Place(
+    place = Place(
         venue=facts_of(row),
         sub_location_id=str(row["sub_location"]) if row["sub_location"] else None,
         sub_location_name=row["sub_location_name"],
     )
+    if len(_places) >= _PLACES_MAX:
+        _places.clear()
+    _places[code_id] = (time.monotonic(), place)
+    return place
+
+
+# Places by code id, as last read: every check-in resolves a code, and codes rarely change.
+_places: dict[uuid.UUID, tuple[float, Place]] = {}
+_PLACES_MAX = 100_000
+
+
+def forget_codes() -> None:
+    """Drop what this worker remembers of codes (after a code or venue changes)."""
+    _places.clear()
 
 
 async def place_at(venue_id: uuid.UUID | str, sub_location_id: uuid.UUID | str | None) -> Place:
@@ -381,6 +399,7 @@ async def _issue_code(venue_id: uuid.UUID, sub_location_id: uuid.UUID | None, pr
     )
     latest = await VenueCode.select(VenueCode.version).where(same_place).order_by(VenueCode.version, ascending=False)
     now = clock.now()
+    forget_codes()
     await VenueCode.update({VenueCode.revoked_at: now, VenueCode.revoked_by: principal.id}).where(
         same_place & VenueCode.revoked_at.is_null()
     )

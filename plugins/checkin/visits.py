@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
+import weakref
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,8 +26,12 @@ import structlog
 from litestar.exceptions import PermissionDeniedException
 
 from core import Principal, Resource, clock
+from core.audit import audit_entries
+from core.batching import BatchWriter
 from core.errors import Conflict, InvalidInput, NotFound
 from core.identity import normalize_phone
+from core.ids import new_uuid
+from core.ratelimit import too_many
 from core.signing import Signer
 from core.tables import Citizen
 from plugins.checkin.declarations import Assessment, assess, questionnaire_for
@@ -78,11 +84,8 @@ async def check_in_with_venue_code(
         raise PermissionDeniedException("Only a signed-in person can check themselves in.")
     place = await resolve_code(platform, body.code)
     assessment = assess(await questionnaire_for(platform, place.venue), body.declaration)
-    person = Person(
-        subject_id=principal.subject_id,
-        full_name=body.full_name,
-        phone=await citizen_phone(principal.subject_id),
-    )
+    # The phone comes from the person's account, looked up with the rest of the batch.
+    person = Person(subject_id=principal.subject_id, full_name=body.full_name)
     return await record_visit(
         platform,
         principal,
@@ -93,6 +96,7 @@ async def check_in_with_venue_code(
         stay_minutes=body.stay_minutes,
         method="scan",
         idempotency_key=idempotency_key,
+        phone_from_account=True,
     )
 
 
@@ -167,6 +171,7 @@ async def record_visit(
     stay_minutes: int | None,
     method: str,
     idempotency_key: str | None,
+    phone_from_account: bool = False,
 ) -> VisitView:
     """Store a check-in (or find the same visit), once per idempotency key, all or nothing."""
     config = settings_of(platform)
@@ -180,17 +185,22 @@ async def record_visit(
         replayed = await _replay(key, now)
         if replayed is not None:
             return replayed
-    await _enforce_rate_limits(platform, config, principal, person)
-    request_id = structlog.contextvars.get_contextvars().get("request_id")
-
-    async def write() -> tuple[uuid.UUID, int, bool]:
-        # The batch runs in the group-commit task: carry the request id into the audit row.
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            return await _store(platform, config, principal, place, person, assessment, arrived, stay, method, key)
-
+    write = _Write(
+        principal=principal,
+        place=place,
+        person=person,
+        phone_from_account=phone_from_account,
+        assessment=assessment,
+        arrived=arrived,
+        stay=stay,
+        method=method,
+        key=key,
+        request_id=structlog.contextvars.get_contextvars().get("request_id"),
+        limits=_rate_limits(config, principal, person),
+    )
     try:
         # Acknowledged only once the batch holding this write has committed.
-        visit_id, visit_arrived, repeat = await platform.group_commit.submit(write)
+        visit_id, visit_arrived, repeat = await platform.group_commit.submit_to(_writer_for(platform), write)
     except _KeyTaken:
         replayed = await _replay(key or "", now)
         if replayed is None:
@@ -218,30 +228,315 @@ async def record_visit(
     return msgspec.structs.replace(view, repeat=repeat, risky=bool(flags), risk_flags=flags)
 
 
-async def _store(
-    platform: Platform,
-    config: CheckinSettings,
-    principal: Principal,
-    place: Place,
-    person: Person,
-    assessment: Assessment | None,
-    arrived: int,
-    stay: int,
-    method: str,
-    key: str | None,
-) -> tuple[uuid.UUID, int, bool]:
-    """Find the same visit or store a new one; returns (visit id, its arrival, whether it existed)."""
+# -- storing a batch of check-ins -------------------------------------------------------------
+
+
+@dataclass(slots=True, kw_only=True)
+class _Write:
+    """One check-in waiting for its batch: everything checked, nothing stored yet."""
+
+    principal: Principal
+    place: Place
+    person: Person
+    phone_from_account: bool  # look the phone up from the person's citizen account
+    assessment: Assessment | None
+    arrived: int
+    stay: int
+    method: str
+    key: str | None
+    request_id: str | None
+    limits: list[tuple[str, int, int, str]]  # (rate-limit key, limit, window, what it counts)
+
+
+_writers: weakref.WeakKeyDictionary[Platform, BatchWriter] = weakref.WeakKeyDictionary()
+
+
+def _writer_for(platform: Platform) -> BatchWriter:
+    """One batch writer per platform, so the group commit hands it all the batch's check-ins at once."""
+    writer = _writers.get(platform)
+    if writer is None:
+
+        async def writer(writes: list[_Write]) -> list[Any]:
+            return await _store_batch(platform, writes)
+
+        _writers[platform] = writer
+    return writer
+
+
+async def _store_batch(platform: Platform, writes: list[_Write]) -> list[Any]:
+    """Store a batch of check-ins in the group commit's transaction; one outcome per check-in.
+
+    An outcome is ``(visit id, its arrival, whether it already existed)`` or
+    the exception refusing that check-in alone (rate limit, idempotency key
+    taken, the person's check-in being recorded elsewhere), for which nothing
+    is stored. On PostgreSQL every step is one statement for the whole
+    batch; on SQLite (one writer at a time anyway) the check-ins are stored
+    one after another.
+    """
+    config = settings_of(platform)
+    outcomes: list[Any] = [None] * len(writes)
+    hits = [(key, limit, window) for write in writes for key, limit, window, _what in write.limits]
+    counted = iter(await platform.limiter.hit_many(hits))
+    for n, write in enumerate(writes):
+        for _key, _limit, _window, what in write.limits:
+            result = next(counted)
+            if not result.allowed and outcomes[n] is None:
+                outcomes[n] = too_many(what, result)
+    live = [n for n, outcome in enumerate(outcomes) if outcome is None]
+    if platform.db.kind == "postgres":
+        await _store_set_wise(platform, config, writes, live, outcomes)
+        return outcomes
+    for n in live:
+        write = writes[n]
+        if write.phone_from_account:
+            write.person = msgspec.structs.replace(write.person, phone=await citizen_phone(write.person.subject_id))
+        try:
+            with structlog.contextvars.bound_contextvars(request_id=write.request_id):
+                outcomes[n] = await _store(platform, config, write)
+        except (_KeyTaken, Conflict) as exc:  # refused before anything was written
+            outcomes[n] = exc
+    return outcomes
+
+
+# PostgreSQL statements for a whole batch (arrays in, one round trip each).
+# In ascending lock order, as every batch takes them: batches committing side by side never deadlock.
+_LOCK_PEOPLE = (
+    "SELECT pg_advisory_xact_lock({}, h) FROM "
+    "(SELECT DISTINCT hashtext(s) AS h FROM unnest({}::text[]) AS s ORDER BY h) AS people"
+)
+_PHONES = "SELECT id, phone FROM citizen WHERE id = ANY({}::uuid[])"
+_SAME_VISITS = (
+    "SELECT i.n, v.id, v.arrived_at, v.sub_location_id "
+    "FROM unnest({}::int[], {}::text[], {}::uuid[], {}::bigint[]) AS i(n, subject_id, venue_id, arrived_at) "
+    "CROSS JOIN LATERAL (SELECT id, arrived_at, sub_location_id FROM checkin_visit v "
+    "WHERE v.subject_id = i.subject_id AND v.venue_id = i.venue_id "
+    "AND v.arrived_at BETWEEN i.arrived_at - {} AND i.arrived_at + {} "
+    "ORDER BY v.arrived_at DESC LIMIT 1) v"
+)
+_INSERT_KEYS = (
+    "INSERT INTO checkin_idempotency (key, visit_id, arrived_at, created_at) "
+    "SELECT * FROM unnest({}::text[], {}::uuid[], {}::bigint[], {}::bigint[]) ON CONFLICT DO NOTHING RETURNING key"
+)
+_VISIT_COLUMNS = (
+    ("id", "uuid"),
+    ("venue_id", "uuid"),
+    ("sub_location_id", "uuid"),
+    ("province", "text"),
+    ("site", "text"),
+    ("subject_id", "text"),
+    ("phone", "text"),
+    ("id_number", "text"),
+    ("full_name", "text"),
+    ("arrived_at", "bigint"),
+    ("left_at", "bigint"),
+    ("method", "text"),
+    ("recorded_by", "text"),
+)
+_DECLARATION_COLUMNS = (
+    ("id", "uuid"),
+    ("visit_id", "uuid"),
+    ("subject_id", "text"),
+    ("province", "text"),
+    ("venue_id", "uuid"),
+    ("questionnaire_version", "text"),
+    ("answers", "json"),
+    ("risk_flags", "json"),
+    ("risky", "boolean"),
+    ("declared_at", "bigint"),
+    ("proxy_by", "text"),
+)
+
+
+def _bulk_insert(table: str, columns: tuple[tuple[str, str], ...], extra: str = "") -> str:
+    names = ", ".join(name for name, _type in columns)
+    arrays = ", ".join(f"{{}}::{'text' if kind == 'json' else kind}[]" for _name, kind in columns)
+    select = ", ".join(f"{name}::json" if kind == "json" else name for name, kind in columns)
+    extra_names, extra_values = (f", {extra.split('=')[0]}", f", {extra.split('=')[1]}") if extra else ("", "")
+    return (
+        f"INSERT INTO {table} ({names}{extra_names}) "  # noqa: S608 (names are ours, values are parameters)
+        f"SELECT {select}{extra_values} FROM unnest({arrays}) AS u({names})"
+    )
+
+
+_INSERT_VISITS = _bulk_insert("checkin_visit", _VISIT_COLUMNS, "checked_out=false")
+_INSERT_DECLARATIONS = _bulk_insert("checkin_declaration", _DECLARATION_COLUMNS)
+
+
+class _RetryAlone(Exception):
+    """A batch cannot be stored set-wise as it is; the group commit then stores its check-ins one by one."""
+
+
+async def _store_set_wise(
+    platform: Platform, config: CheckinSettings, writes: list[_Write], live: list[int], outcomes: list[Any]
+) -> None:
+    """PostgreSQL: the batch's check-ins in a fixed number of statements, whatever the batch size."""
+    db = platform.db
+    # Serialise each person's check-ins across batches and workers: the same-visit check below then
+    # sees every earlier check-in of the person. The locks are taken in one order (see _LOCK_PEOPLE).
+    await db.fetch(_LOCK_PEOPLE, SUBJECT_LOCK_CLASS, sorted({writes[n].person.subject_id for n in live}))
+    seen_keys: set[str] = set()
+    for n in live:
+        write = writes[n]
+        if write.key is not None and write.key in seen_keys:
+            outcomes[n] = _KeyTaken()  # the same request twice in one batch: answered as a replay
+        elif write.key is not None:
+            seen_keys.add(write.key)
+    live = [n for n in live if outcomes[n] is None]
+    if not live:
+        return
+    phones = await _account_phones(platform, [writes[n] for n in live])
+    window = config.same_visit_minutes * 60
+    stored = await db.fetch(
+        _SAME_VISITS,
+        live,
+        [writes[n].person.subject_id for n in live],
+        [uuid.UUID(writes[n].place.venue.id) for n in live],
+        [writes[n].arrived for n in live],
+        window,
+        window,
+    )
+    earlier = {row["n"]: row for row in stored}
+    visits: dict[int, list[Any]] = {}  # new visits by item: the row to insert
+    new_here: dict[tuple[str, str], list[int]] = {}  # new visits of this batch by (person, venue)
+    keys: list[tuple[int, str, uuid.UUID, int, int]] = []
+    shared: set[int] = set()  # new visits that later check-ins of the batch found as their same visit
+    clear_sub_location: list[tuple[uuid.UUID, int]] = []
+    for n in live:
+        write = writes[n]
+        place, person = write.place, write.person
+        # The same visit: the latest one within the window, stored before or earlier in this batch.
+        same = earlier.get(n)
+        latest = same["arrived_at"] if same is not None else None
+        same_here = None
+        for m in new_here.get((person.subject_id, place.venue.id), []):
+            if abs(writes[m].arrived - write.arrived) <= window and (latest is None or writes[m].arrived >= latest):
+                same_here, latest = m, writes[m].arrived
+        if same_here is not None:
+            shared.add(same_here)
+            visit_id, arrived = visits[same_here][0], writes[same_here].arrived
+            if visits[same_here][2] is not None and str(visits[same_here][2]) != (place.sub_location_id or ""):
+                visits[same_here][2] = None  # seen at two parts of the venue: trace against the whole venue
+            outcomes[n] = (visit_id, arrived, True)
+        elif same is not None:
+            visit_id, arrived = same["id"], same["arrived_at"]
+            if same["sub_location_id"] is not None and str(same["sub_location_id"]) != (place.sub_location_id or ""):
+                clear_sub_location.append((visit_id, arrived))
+            outcomes[n] = (visit_id, arrived, True)
+        else:
+            visit_id, arrived = new_uuid(), write.arrived
+            phone = phones.get(person.subject_id) if write.phone_from_account else person.phone
+            visits[n] = [
+                visit_id,
+                uuid.UUID(place.venue.id),
+                uuid.UUID(place.sub_location_id) if place.sub_location_id else None,
+                place.venue.province,
+                place.venue.site,
+                person.subject_id,
+                phone,
+                person.id_number,
+                person.full_name,
+                arrived,
+                arrived + write.stay * 60,
+                write.method,
+                write.principal.id,
+            ]
+            new_here.setdefault((person.subject_id, place.venue.id), []).append(n)
+            outcomes[n] = (visit_id, arrived, False)
+        if write.key is not None:
+            keys.append((n, write.key, visit_id, arrived, write.arrived))
+    if keys:
+        rows = sorted(key[1:] for key in keys)  # in key order: see _LOCK_PEOPLE
+        stored_keys = {row["key"] for row in await db.fetch(_INSERT_KEYS, *_columns(rows))}
+        for n, *_rest in keys:
+            if writes[n].key in stored_keys:
+                continue
+            # Another request with this key was stored a moment ago: this one is answered as its replay.
+            if n in shared:
+                # ... but another check-in of this batch joined the visit it would have made.
+                raise _RetryAlone("an idempotency key was taken meanwhile by another request")
+            outcomes[n] = _KeyTaken()
+            visits.pop(n, None)
+    for visit_id, arrived in clear_sub_location:
+        await db.fetch(
+            "UPDATE checkin_visit SET sub_location_id = NULL WHERE id = {} AND arrived_at = {}", visit_id, arrived
+        )
+    if visits:
+        await db.fetch(_INSERT_VISITS, *_columns(list(visits.values())))
+    declarations = [_declaration_row(writes[n], visits[n][0]) for n in visits if writes[n].assessment is not None]
+    if declarations:
+        await db.fetch(_INSERT_DECLARATIONS, *_columns(declarations))
+    audit = [entry for n in visits for entry in _audit_entries(writes[n], visits[n][0])]
+    if audit:
+        await platform.audit.append(audit)
+
+
+def _columns(rows: list[Any]) -> list[list[Any]]:
+    """Rows as one list per column: the arrays an ``unnest`` insert takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+async def _account_phones(platform: Platform, writes: list[_Write]) -> dict[str, str]:
+    """Phone numbers of the people whose check-in takes the phone from their account."""
+    ids = []
+    for write in writes:
+        if write.phone_from_account:
+            try:
+                ids.append(uuid.UUID(write.person.subject_id))
+            except ValueError:
+                continue
+    if not ids:
+        return {}
+    return {str(row["id"]): row["phone"] for row in await platform.db.fetch(_PHONES, ids)}
+
+
+def _declaration_row(write: _Write, visit_id: uuid.UUID) -> list[Any]:
+    assessment = write.assessment
+    assert assessment is not None
+    return [
+        new_uuid(),
+        visit_id,
+        write.person.subject_id,
+        write.place.venue.province,
+        uuid.UUID(write.place.venue.id),
+        assessment.version,
+        msgspec.json.encode(assessment.answers).decode(),
+        msgspec.json.encode(list(assessment.risk_flags)).decode(),
+        assessment.risky,
+        write.arrived,
+        write.principal.id if write.method == "proxy" else None,
+    ]
+
+
+def _audit_entries(write: _Write, visit_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Scans of a personal code and proxy declarations are audited with the visit they store."""
+    if write.method == "scan":
+        return []
+    proxy = write.method == "proxy"
+    return audit_entries(
+        write.principal,
+        "checkin.visit.proxy" if proxy else "checkin.scan.personal",
+        _visit_resource(write, visit_id),
+        purpose="checkin.declaration",
+        detail="proxy declaration by staff" if proxy else "personal code scanned by venue staff",
+        request_id=write.request_id,
+    )
+
+
+def _visit_resource(write: _Write, visit_id: uuid.UUID) -> Resource:
+    venue = write.place.venue
+    return Resource(
+        kind="visit", id=str(visit_id), province=venue.province, site=venue.site, subject_id=write.person.subject_id
+    )
+
+
+async def _store(platform: Platform, config: CheckinSettings, write: _Write) -> tuple[uuid.UUID, int, bool]:
+    """One check-in: find the same visit or store a new one; returns (visit id, its arrival, whether it existed)."""
+    principal, place, person, assessment = write.principal, write.place, write.person, write.assessment
+    arrived, stay, method, key = write.arrived, write.stay, write.method, write.key
+    # SQLite only (PostgreSQL stores batches set-wise): its one writer at a time serialises check-ins.
     async with platform.db.transaction():
-        if platform.db.kind == "postgres":
-            # Serialise one person's check-ins across workers. Never wait: two batches waiting on
-            # each other's people would deadlock, so the later one is asked to retry instead.
-            locked = await platform.db.execute(
-                "SELECT pg_try_advisory_xact_lock({}, hashtext({})) AS locked", SUBJECT_LOCK_CLASS, person.subject_id
-            )
-            if not locked[0]["locked"]:
-                raise Conflict("A check-in for this person is being recorded right now; retry in a moment.")
         same = await _same_visit(config, place, person, arrived)
-        visit_id = same["id"] if same else uuid.uuid4()
+        visit_id = same["id"] if same else new_uuid()
         if key is not None:
             stored = await (
                 IdempotencyKey.insert(
@@ -285,7 +580,7 @@ async def _store(
         if assessment is not None:
             await Declaration.insert(
                 Declaration(
-                    id=uuid.uuid4(),
+                    id=new_uuid(),
                     visit_id=visit_id,
                     subject_id=person.subject_id,
                     province=place.venue.province,
@@ -298,20 +593,7 @@ async def _store(
                     proxy_by=principal.id if method == "proxy" else None,
                 )
             )
-        if method != "scan":
-            await platform.audit.record(
-                principal,
-                "checkin.visit.proxy" if method == "proxy" else "checkin.scan.personal",
-                Resource(
-                    kind="visit",
-                    id=str(visit_id),
-                    province=place.venue.province,
-                    site=place.venue.site,
-                    subject_id=person.subject_id,
-                ),
-                purpose="checkin.declaration",
-                detail="proxy declaration by staff" if method == "proxy" else "personal code scanned by venue staff",
-            )
+        await platform.audit.append(_audit_entries(write, visit_id))
         return visit_id, arrived, False
 
 
@@ -343,22 +625,26 @@ def arrival_time(config: CheckinSettings, arrived_at: datetime | None, now: date
     return min(arrived, current)
 
 
-async def _enforce_rate_limits(
-    platform: Platform, config: CheckinSettings, principal: Principal, person: Person
-) -> None:
-    await platform.limiter.enforce(
-        f"checkin:subject:{person.subject_id}",
-        limit=config.checkins_per_identity_per_hour,
-        window=HOUR,
-        what="check-ins for this person",
-    )
-    if principal.subject_id != person.subject_id:
-        await platform.limiter.enforce(
-            f"checkin:principal:{principal.id}",
-            limit=config.scans_per_device_per_hour,
-            window=HOUR,
-            what="check-ins recorded by this device or account",
+def _rate_limits(config: CheckinSettings, principal: Principal, person: Person) -> list[tuple[str, int, int, str]]:
+    """The hourly budgets a check-in counts against: the person's, and the recording device's or account's."""
+    limits = [
+        (
+            f"checkin:subject:{person.subject_id}",
+            config.checkins_per_identity_per_hour,
+            HOUR,
+            "check-ins for this person",
         )
+    ]
+    if principal.subject_id != person.subject_id:
+        limits.append(
+            (
+                f"checkin:principal:{principal.id}",
+                config.scans_per_device_per_hour,
+                HOUR,
+                "check-ins recorded by this device or account",
+            )
+        )
+    return limits
 
 
 def _idempotency_digest(principal: Principal, key: str) -> str:

@@ -212,3 +212,31 @@ async def test_admin_audit_search_needs_audit_read_and_is_audited(platform, clie
     missing = await client.get("/api/admin/audit", headers=national)
     assert missing.status_code == 400
     assert "subject_id" in missing.text
+
+
+async def test_concurrent_records_share_one_chain_append_and_the_chain_holds(platform: Platform):
+    import asyncio
+
+    batches_before = platform.group_commit.batches
+    await asyncio.gather(
+        *(
+            platform.audit.record(
+                AUDITOR,
+                "example.record.read",
+                [
+                    Resource(kind="record", id=f"r{n}", province="01", subject_id=f"subject-{n}"),
+                    Resource(kind="record", id=f"r{n}b", province="01", subject_id=f"subject-{n}"),
+                ],
+                purpose="core.identity",
+            )
+            for n in range(40)
+        )
+    )
+    assert platform.group_commit.batches - batches_before < 40  # records were grouped
+    rows = await AuditLog.select(AuditLog.resource_id).order_by(AuditLog.id)
+    assert len(rows) == 80
+    # A record's rows stay next to each other, in the order given.
+    ids = [row["resource_id"] for row in rows]
+    assert all(ids[i + 1] == ids[i] + "b" for i in range(0, 80, 2))
+    result = await platform.audit.verify()
+    assert result.ok and result.checked == 80

@@ -92,3 +92,75 @@ async def test_commit_failure_reaches_every_caller(platform, size, monkeypatch):
     results = await asyncio.gather(*(group.submit(write) for _ in range(size)), return_exceptions=True)
     await group.close()
     assert all(isinstance(r, ConnectionError) for r in results)
+
+
+async def test_a_batch_writer_stores_many_items_in_one_call(platform):
+    group = GroupCommit(platform.db, max_batch=100, max_wait=0.02)
+    calls: list[int] = []
+
+    async def writer(items: list[int]) -> list[object]:
+        calls.append(len(items))
+        await MessageOutbox.insert(*(_message(f"w{n}") for n in items if n != 3))
+        # Item 3 is refused alone: nothing is written for it, its caller gets the error.
+        return [ValueError("three is refused") if n == 3 else n * 10 for n in items]
+
+    results = await asyncio.gather(*(group.submit_to(writer, n) for n in range(8)), return_exceptions=True)
+    await group.close()
+    assert [r for r in results if not isinstance(r, Exception)] == [0, 10, 20, 40, 50, 60, 70]
+    assert isinstance(results[3], ValueError)
+    assert calls == [8]  # one call for the whole batch
+    recipients = {row["recipient"] for row in await MessageOutbox.select(MessageOutbox.recipient)}
+    assert recipients == {f"w{n}" for n in range(8) if n != 3}
+
+
+async def test_a_raising_batch_writer_is_retried_item_by_item(platform):
+    group = GroupCommit(platform.db, max_batch=100, max_wait=0.02)
+    calls: list[list[int]] = []
+
+    async def writer(items: list[int]) -> list[object]:
+        calls.append(list(items))
+        await MessageOutbox.insert(*(_message(f"w{n}") for n in items))
+        if 2 in items:
+            raise RuntimeError("item 2 breaks the statement")
+        return items
+
+    results = await asyncio.gather(*(group.submit_to(writer, n) for n in range(4)), return_exceptions=True)
+    await group.close()
+    assert results[:2] == [0, 1] and results[3] == 3
+    assert isinstance(results[2], RuntimeError)
+    assert calls[0] == [0, 1, 2, 3] and sorted(calls[1:]) == [[0], [1], [2], [3]]
+    recipients = {row["recipient"] for row in await MessageOutbox.select(MessageOutbox.recipient)}
+    assert recipients == {"w0", "w1", "w3"}  # the first attempt and item 2 were rolled back
+
+
+async def test_writers_run_by_order_within_a_batch(platform):
+    group = GroupCommit(platform.db, max_batch=100, max_wait=0.02)
+    ran: list[str] = []
+
+    async def last(items: list[int]) -> list[int]:
+        ran.append("last")
+        return items
+
+    async def first(items: list[int]) -> list[int]:
+        ran.append("first")
+        return items
+
+    await asyncio.gather(
+        group.submit_to(last, 1, order=10), group.submit_to(first, 2), group.submit_to(last, 3, order=10)
+    )
+    await group.close()
+    assert ran == ["first", "last"]
+
+
+async def test_batches_commit_side_by_side_on_postgresql(platform):
+    group = GroupCommit(platform.db, max_batch=5, max_wait=0, in_flight=3)
+    assert group.in_flight == (1 if platform.db.kind == "sqlite" else 3)
+
+    async def write(n: int) -> int:
+        await MessageOutbox.insert(_message(f"p{n}"))
+        return n
+
+    results = await asyncio.gather(*(group.submit(lambda n=n: write(n)) for n in range(60)))
+    await group.close()
+    assert sorted(results) == list(range(60))
+    assert await MessageOutbox.count() == 60

@@ -173,6 +173,20 @@ async def test_rate_limiter_counts_atomically_per_key(start_platform, store):
     assert (await limiter.hit(f"{key}:other", limit=3, window=3600)).count == 1
 
 
+@pytest.mark.parametrize("store", ["database", "redis"])
+async def test_rate_limiter_counts_many_hits_in_one_go(start_platform, store):
+    platform = await start_platform(redis_url=REDIS_URL if store == "redis" else None)
+    limiter: RateLimiter = platform.limiter
+    a, b = f"test:{uuid.uuid4().hex}", f"test:{uuid.uuid4().hex}"
+    await limiter.hit(a, limit=3, window=3600)  # one earlier hit on a
+    results = await limiter.hit_many([(a, 3, 3600), (b, 1, 3600), (a, 3, 3600), (a, 3, 3600), (b, 1, 3600)])
+    # a: counts 2, 3, 4 in the order given; b: 1, 2.
+    assert [r.count for r in results] == [2, 1, 3, 4, 2]
+    assert [r.allowed for r in results] == [True, True, True, False, False]
+    assert (await limiter.hit(a, limit=3, window=3600)).count == 5
+    assert await limiter.hit_many([]) == []
+
+
 # -- tokens, keys and passwords ----------------------------------------------------------
 
 
@@ -238,6 +252,21 @@ async def test_expired_token_fails(client, platform):
     await AccessToken.update({AccessToken.expires_at: clock.now() - timedelta(seconds=1)}).where(
         AccessToken.revoked_at.is_null()
     )
+    platform.identity.credentials.clear()  # changed behind the worker's back: see the next test
+    assert (await client.get("/api/me", headers=headers)).status_code == 401
+
+
+async def test_another_workers_revocation_is_seen_within_the_cache_time(client, platform):
+    import asyncio
+
+    headers = await staff_headers(platform, ["national_admin"])
+    platform.identity.credentials.ttl = 0.2
+    assert (await client.get("/api/me", headers=headers)).status_code == 200
+    # Another worker revokes it: this one still trusts its cached look-up for a moment...
+    await AccessToken.update({AccessToken.revoked_at: clock.now()}).where(AccessToken.revoked_at.is_null())
+    assert (await client.get("/api/me", headers=headers)).status_code == 200
+    await asyncio.sleep(0.3)
+    # ... and no longer once the cache time has passed.
     assert (await client.get("/api/me", headers=headers)).status_code == 401
 
 

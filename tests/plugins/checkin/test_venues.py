@@ -169,3 +169,31 @@ async def test_menu_entries_follow_the_role(kit):
     assert "Check in" in {item["label_en"] for item in citizen_menu}
     assert "Contact tracing" not in {item["label_en"] for item in citizen_menu}
     assert "Contact tracing" in {item["label_en"] for item in epi_menu}
+
+
+async def test_another_workers_revocation_stops_a_code_within_the_cache_time(kit):
+    import asyncio
+
+    import msgspec
+
+    from core import clock
+    from plugins.checkin import venues
+    from plugins.checkin.tables import VenueCode
+
+    venue = await kit.venue(await kit.operator())
+    citizen, _ = await kit.citizen()
+    assert (await kit.check_in(citizen, kit.code_of(venue))).status_code == 201  # the worker now knows the code
+    # Another worker revokes it (straight in the database): this one trusts what it read for a moment...
+    await VenueCode.update({VenueCode.revoked_at: clock.now()}).where(VenueCode.revoked_at.is_null())
+    settings = kit.platform.plugin_settings["checkin"]
+    kit.platform.plugin_settings["checkin"] = msgspec.structs.replace(settings, code_cache_seconds=0.2)
+    try:
+        other, _ = await kit.citizen()
+        assert (await kit.check_in(other, kit.code_of(venue))).status_code == 201
+        await asyncio.sleep(0.3)
+        # ... and refuses it once that time has passed.
+        late, _ = await kit.citizen()
+        assert (await kit.check_in(late, kit.code_of(venue))).status_code == 410
+    finally:
+        kit.platform.plugin_settings["checkin"] = settings
+        venues.forget_codes()
