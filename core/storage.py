@@ -22,7 +22,7 @@ from piccolo.apps.migrations.commands.forwards import ForwardsMigrationManager
 from piccolo.apps.migrations.tables import Migration
 from piccolo.conf.apps import AppConfig, AppRegistry
 from piccolo.engine.postgres import PostgresEngine
-from piccolo.engine.sqlite import SQLiteEngine, TransactionType
+from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType
 from piccolo.table import Table
 
 os.environ.setdefault("PICCOLO_CONF", "core.piccolo_conf")
@@ -90,7 +90,7 @@ class Database:
     def transaction(self) -> Any:
         """A write transaction. On SQLite it takes the write lock at once (no upgrade deadlock)."""
         if isinstance(self.engine, SQLiteEngine):
-            return self.engine.transaction(transaction_type=TransactionType.immediate)
+            return _SQLiteWrite(engine=self.engine, transaction_type=TransactionType.immediate)
         return self.engine.transaction()
 
     def in_transaction(self) -> bool:
@@ -182,6 +182,26 @@ def active() -> Database:
         Platform(load_settings()).db.activate()
     assert _active is not None
     return _active
+
+
+class _SQLiteWrite(SQLiteTransaction):
+    """Piccolo's SQLite transaction, but a ``BEGIN`` that fails ("database is locked") closes its connection.
+
+    Piccolo leaves that connection (and aiosqlite's thread) open: under a long
+    write queue, hundreds of them piled up.
+    """
+
+    async def __aenter__(self) -> SQLiteTransaction:
+        if self._parent is not None:
+            return self._parent
+        self.connection = await self.get_connection()
+        try:
+            await self.begin()
+        except BaseException:
+            await self.connection.close()
+            raise
+        self.context = self.engine.current_transaction.set(self)
+        return self
 
 
 class _PooledConnection(asyncpg.Connection):
