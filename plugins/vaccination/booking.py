@@ -2,20 +2,36 @@
 site, a waitlist that fills cancelled places in priority order, and cancellation.
 
 A place is taken with one conditional update, ``booked = booked + 1 WHERE
-booked < capacity``, in the transaction that stores the booking. PostgreSQL
-re-checks the condition on the locked row after a concurrent commit, and
-SQLite runs write transactions one at a time, so with any number of
-simultaneous requests exactly ``capacity`` places are granted. A person has
+booked < capacity``, in the transaction that stores the booking and queues its
+SMS. PostgreSQL re-checks the condition on the locked row after a concurrent
+commit, and SQLite runs write transactions one at a time, so with any number
+of simultaneous requests exactly ``capacity`` places are granted. A person has
 at most one active booking, held by a unique column, so two requests of the
 same person cannot both win a place.
+
+Nothing that can fail runs after that transaction commits: the answer is
+built from what was written, so a request never reports an error for a
+booking that was stored, nor success for one that was not.
+
+SQLite's busy handler is a sleep-and-poll loop with no queue: with hundreds
+of connections waiting for the write lock at once, a few keep losing it until
+their busy timeout expires ("database is locked"), even after their booking's
+place has been decided. So on SQLite this process queues its booking writes on
+one lock, first come first served, and only the head of the queue asks SQLite
+for the write lock (``BEGIN IMMEDIATE``). A write that cannot start within
+``WRITE_BUDGET_SECONDS`` is refused with a clear answer and stores nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import sqlite3
 import uuid
+import weakref
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 import structlog
@@ -30,20 +46,51 @@ from plugins.vaccination.tables import Booking, Dose, Person, SiteSession, Waitl
 if TYPE_CHECKING:
     from core import Principal
     from core.platform import Platform
+    from core.storage import Database
 
+T = TypeVar("T")
 log = structlog.get_logger("vaccination.booking")
 
 # No 0/O, 1/I/L: codes are read aloud and typed from a phone screen.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 CODE_LENGTH = 8
 ACTIVE = ("booked", "checked_in")
+# On SQLite: how many bookings of one process run at once, how long one may wait to be let in, and
+# how long its write may wait for its turn; past a budget it is refused and nothing is stored.
+ADMITTED_AT_ONCE = 32
+ADMISSION_BUDGET_SECONDS = 60.0
+WRITE_BUDGET_SECONDS = 30.0
+
+_write_queues: weakref.WeakKeyDictionary[Database, _WriteQueue] = weakref.WeakKeyDictionary()
 
 
 class SessionFull(Conflict):
     """Every place of the session is taken."""
 
 
+class WritesBusy(Conflict):
+    """The database could not take the write within the budget; nothing was stored."""
+
+
 async def book(platform: Platform, principal: Principal, body: BookingBody) -> BookingOutcome:
+    if platform.db.kind != "sqlite":
+        return await _book(platform, principal, body)
+    # On SQLite every read opens a connection on its own thread: a thousand bookings reading at once
+    # starve the one holding the write lock of the event loop. So only a few are let in at a time.
+    admission = _write_queue(platform.db).admission
+    try:
+        async with asyncio.timeout(ADMISSION_BUDGET_SECONDS):
+            await admission.acquire()
+    except TimeoutError:
+        await _refuse_if_full(body.session_id)  # filled while this one waited: that is the answer
+        raise _busy() from None
+    try:
+        return await _book(platform, principal, body)
+    finally:
+        admission.release()
+
+
+async def _book(platform: Platform, principal: Principal, body: BookingBody) -> BookingOutcome:
     person = await people.get_person(platform, principal, body.person_id, action="vaccination.booking.create")
     session = await registry.session_row(body.session_id)
     _check_session_open(session)
@@ -60,7 +107,6 @@ async def book(platform: Platform, principal: Principal, body: BookingBody) -> B
             waitlist=entry,
             detail="The session is full. You are on its waitlist and will get a message if a place frees up.",
         )
-    await _send_code(platform, person, booking)
     return BookingOutcome(booking=booking, detail=f"Booked. Show code {booking.code} at the site.")
 
 
@@ -113,7 +159,8 @@ async def cancel(platform: Platform, principal: Principal, code: str) -> Booking
     """Cancel a booking; its place goes to the waitlist first, in priority order."""
     row = await by_code(code)
     await platform.access.check(principal, "vaccination.booking.cancel", booking_resource(row))
-    async with platform.db.transaction():
+
+    async def release_place() -> None:
         done = await (
             Booking.update(
                 {Booking.status: "cancelled", Booking.active_person: None, Booking.cancelled_at: clock.now()}
@@ -124,9 +171,9 @@ async def cancel(platform: Platform, principal: Principal, code: str) -> Booking
         if not done:
             raise Conflict(f"code: the booking is {row['status']} and can no longer be cancelled")
         await SiteSession.update({SiteSession.booked: SiteSession.booked - 1}).where(SiteSession.id == row["session"])
-        promoted = await _promote_waitlist(platform, row["session"])
-    for person, booking in promoted:
-        await _send_code(platform, person, booking, from_waitlist=True)
+        await _promote_waitlist(platform, row["session"])
+
+    await _queued_write(platform, release_place)
     return await booking_view(row["id"])
 
 
@@ -243,30 +290,29 @@ async def _take_place(
     body: BookingBody,
 ) -> BookingView:
     # A cheap read first: when the session is visibly full, no write lock is taken at all.
-    latest = (
-        await SiteSession.select(SiteSession.booked, SiteSession.capacity)
-        .where(SiteSession.id == session["id"])
-        .first()
-    )
-    if latest is None or latest["booked"] >= latest["capacity"]:
-        raise SessionFull("session_id: the session is full")
+    await _refuse_if_full(session["id"])
     for _attempt in range(3):
-        booking_id, code = uuid.uuid4(), new_code()
+        booking_id, code, created_at = uuid.uuid4(), new_code(), clock.now()
+
+        async def claim_and_store(booking_id: Any = booking_id, code: str = code, created_at: Any = created_at) -> None:
+            if not await _claim_place(session["id"]):
+                raise SessionFull("session_id: the session is full")
+            await _insert_booking(
+                booking_id=booking_id,
+                code=code,
+                person=person,
+                session=session,
+                rule=rule,
+                plan=plan,
+                screening=body.screening,
+                justification=body.mixing_justification,
+                by=principal.id,
+                created_at=created_at,
+            )
+            await _send_code(platform, person, _new_booking_view(booking_id, code, person, session, plan, created_at))
+
         try:
-            async with platform.db.transaction():
-                if not await _claim_place(session["id"]):
-                    raise SessionFull("session_id: the session is full")
-                await _insert_booking(
-                    booking_id=booking_id,
-                    code=code,
-                    person=person,
-                    session=session,
-                    rule=rule,
-                    plan=plan,
-                    screening=body.screening,
-                    justification=body.mixing_justification,
-                    by=principal.id,
-                )
+            await _queued_write(platform, claim_and_store, session_id=session["id"])
         except SessionFull:
             raise
         except Exception as exc:
@@ -275,8 +321,124 @@ async def _take_place(
             if await Booking.exists().where(Booking.active_person == str(person["id"])):
                 raise Conflict("person_id: this person already has an active booking; cancel it first") from exc
             continue  # the random code collided: try another
-        return await booking_view(booking_id)
+        # Committed: from here on nothing may fail, so the answer is built from what was written.
+        return _new_booking_view(booking_id, code, person, session, plan, created_at)
     raise Conflict("code: could not allocate a booking code; try again")
+
+
+async def _queued_write(platform: Platform, step: Callable[[], Awaitable[T]], *, session_id: Any = None) -> T:
+    """Run ``step`` in one write transaction; on SQLite, queued behind this process's other booking writes.
+
+    With ``session_id``, a ``SessionFull`` from ``step`` is remembered: every
+    booking of that session that was already waiting when the session was
+    seen full is answered "full" at its turn without touching the database
+    (it was concurrent with the request that filled the last place). A write
+    that cannot start within ``WRITE_BUDGET_SECONDS`` raises ``WritesBusy``;
+    it stored nothing.
+    """
+    if platform.db.kind != "sqlite":
+        # PostgreSQL queues writers on the session's row lock itself.
+        async with platform.db.transaction():
+            return await step()
+    loop = asyncio.get_running_loop()
+    arrived = loop.time()
+    deadline = arrived + WRITE_BUDGET_SECONDS
+    queue = _write_queue(platform.db)
+    try:
+        async with asyncio.timeout_at(deadline):
+            await queue.lock.acquire()
+    except TimeoutError:
+        if session_id is not None:
+            await _refuse_if_full(session_id)  # filled while this one waited: that is the answer
+        raise _busy() from None
+    try:
+        if session_id is not None and queue.full_since.get(session_id, float("-inf")) >= arrived:
+            raise SessionFull("session_id: the session is full")
+        pause = 0.01
+        while True:
+            started = loop.time()
+            try:
+                async with platform.db.transaction():
+                    return await step()
+            except SessionFull:
+                if session_id is not None:
+                    queue.seen_full(session_id, started)
+                raise
+            except sqlite3.OperationalError as exc:
+                # BEGIN IMMEDIATE takes the write lock before anything is written, so a busy
+                # database means this attempt stored nothing and may be tried again.
+                if not _is_busy(exc):
+                    raise
+                if loop.time() + pause > deadline:
+                    raise _busy() from exc
+                log.warning("booking.write_busy", retry_in=pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 1.0)
+    finally:
+        queue.lock.release()
+
+
+class _WriteQueue:
+    """This process's booking writes to one SQLite database: one at a time, first come first served."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.admission = asyncio.Semaphore(ADMITTED_AT_ONCE)
+        self.full_since: dict[Any, float] = {}  # session id -> loop time it was last seen full
+
+    def seen_full(self, session_id: Any, at: float) -> None:
+        if len(self.full_since) > 10_000:  # old sessions: only requests waiting at that moment used them
+            self.full_since.clear()
+        self.full_since[session_id] = at
+
+
+def _write_queue(db: Database) -> _WriteQueue:
+    queue = _write_queues.get(db)
+    if queue is None:
+        queue = _write_queues[db] = _WriteQueue()
+    return queue
+
+
+async def _refuse_if_full(session_id: Any) -> None:
+    latest = (
+        await SiteSession.select(SiteSession.booked, SiteSession.capacity).where(SiteSession.id == session_id).first()
+    )
+    if latest is None or latest["booked"] >= latest["capacity"]:
+        raise SessionFull("session_id: the session is full")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return "database is locked" in message or "database is busy" in message
+
+
+def _busy() -> WritesBusy:
+    return WritesBusy("session_id: too many bookings are being written at this moment; nothing was stored, try again")
+
+
+def _new_booking_view(
+    booking_id: Any,
+    code: str,
+    person: dict[str, Any],
+    session: dict[str, Any],
+    plan: eligibility.DosePlan,
+    created_at: Any,
+) -> BookingView:
+    return BookingView(
+        id=booking_id,
+        code=code,
+        person_id=person["id"],
+        session_id=session["id"],
+        site=session["site"],
+        province=session["province"],
+        day=session["day"],
+        starts_at=session["starts_at"],
+        product=session["product"],
+        dose_number=plan.dose_number,
+        dose_type=plan.dose_type,
+        status="booked",
+        created_at=clock.as_utc(created_at),
+    )
 
 
 async def _claim_place(session_id: Any) -> bool:
@@ -303,6 +465,7 @@ async def _insert_booking(
     screening: dict[str, bool],
     justification: str,
     by: str,
+    created_at: Any,
 ) -> None:
     await Booking.insert(
         Booking(
@@ -322,7 +485,7 @@ async def _insert_booking(
             screening=screening,
             mixing_justification=justification.strip(),
             created_by=by,
-            created_at=clock.now(),
+            created_at=created_at,
         )
     )
 
@@ -332,7 +495,8 @@ async def _join_waitlist(
 ) -> WaitlistView:
     group = await registry.group_of(platform, person["province"], person["priority_group"], field="person_id")
     entry_id = uuid.uuid4()
-    try:
+
+    async def enter() -> None:
         await WaitlistEntry.insert(
             WaitlistEntry(
                 id=entry_id,
@@ -348,6 +512,9 @@ async def _join_waitlist(
                 created_at=clock.now(),
             )
         )
+
+    try:
+        await _queued_write(platform, enter)
     except Exception as exc:
         if is_unique_violation(exc):
             raise Conflict("person_id: this person is already on the waitlist of this session") from exc
@@ -357,9 +524,10 @@ async def _join_waitlist(
     )
 
 
-async def _promote_waitlist(platform: Platform, session_id: Any) -> list[tuple[dict[str, Any], BookingView]]:
-    """Give free places to waiting people, best rank first; call inside the cancelling transaction."""
-    promoted: list[tuple[dict[str, Any], BookingView]] = []
+async def _promote_waitlist(platform: Platform, session_id: Any) -> list[BookingView]:
+    """Give free places to waiting people, best rank first, and queue their SMS; call inside the cancelling
+    transaction."""
+    promoted: list[BookingView] = []
     session = await registry.session_row(session_id)
     waiting = await (
         WaitlistEntry.select()
@@ -380,10 +548,10 @@ async def _promote_waitlist(platform: Platform, session_id: Any) -> list[tuple[d
             else:
                 if not await _claim_place(session_id):
                     break
-                booking_id = uuid.uuid4()
+                booking_id, code, created_at = uuid.uuid4(), new_code(), clock.now()
                 await _insert_booking(
                     booking_id=booking_id,
-                    code=new_code(),
+                    code=code,
                     person=person,
                     session=session,
                     rule=rule,
@@ -391,14 +559,16 @@ async def _promote_waitlist(platform: Platform, session_id: Any) -> list[tuple[d
                     screening=_decoded(entry["screening"]),
                     justification=entry["mixing_justification"],
                     by=entry["created_by"],
+                    created_at=created_at,
                 )
-                promoted.append((person, await booking_view(booking_id)))
+                promoted.append(_new_booking_view(booking_id, code, person, session, plan, created_at))
+                await _send_code(platform, person, promoted[-1], from_waitlist=True)
                 outcome = "booked"
         await WaitlistEntry.update(
             {
                 WaitlistEntry.status: outcome,
                 WaitlistEntry.active_key: None,
-                WaitlistEntry.booking: promoted[-1][1].id if outcome == "booked" else None,
+                WaitlistEntry.booking: promoted[-1].id if outcome == "booked" else None,
             }
         ).where(WaitlistEntry.id == entry["id"])
     return promoted

@@ -22,7 +22,7 @@ import msgspec
 import segno
 import structlog
 
-from core import Conflict, NotFound, Resource, clock, dcc
+from core import Conflict, InvalidInput, NotFound, Resource, clock, dcc
 from plugins.vaccination.schemas import (
     CertificateView,
     RevocationListView,
@@ -30,7 +30,7 @@ from plugins.vaccination.schemas import (
     TrustListView,
     VerificationView,
 )
-from plugins.vaccination.tables import Certificate, Dose, Person, Product
+from plugins.vaccination.tables import Certificate, Dose
 
 if TYPE_CHECKING:
     from core import Principal
@@ -148,48 +148,52 @@ async def issue_for_dose(platform: Platform, dose_id: Any) -> list[CertificateVi
 
     A format that fails (keys not yet created, a plugin's bug) is logged and
     skipped: the dose stays recorded, and the certificate is issued when the
-    person next asks for their certificates.
+    person next asks for their certificates. Two statements for a new dose:
+    one read of everything a certificate says, and one insert of them all.
     """
-    from plugins.vaccination.doses import rule_of_dose
-
-    dose = await Dose.select().where(Dose.id == dose_id).first()
-    assert dose is not None
-    person = await Person.select().where(Person.id == dose["person"]).first()
-    product = await Product.select().where(Product.code == dose["product"]).first()
-    assert person is not None and product is not None
-    rule = await rule_of_dose(dose)
-    settings = platform.plugin_config("vaccination")
     from plugins.vaccination.eligibility import series_doses
     from plugins.vaccination.people import split_name
 
-    family, given = split_name(person["full_name"])
+    rows = await platform.db.execute(_ISSUE_READ, str(dose_id))
+    assert rows, "a certificate is issued for a stored dose"
+    dose = rows[0]
+    if dose["primary_doses"] is None:
+        raise InvalidInput(f"product_code: {dose['product_code']} has no rule in force on {dose['administered_on']}")
+    version = dose["version"]
+    already: set[str] = set()
+    if dose["live_certificates"]:
+        already = {
+            row["format"]
+            for row in await Certificate.select(Certificate.format).where(
+                (Certificate.dose == dose_id) & (Certificate.dose_version == version) & Certificate.revoked_at.is_null()
+            )
+        }
+    settings = platform.plugin_config("vaccination")
+    family, given = split_name(dose["full_name"])
+    person_id = _as_uuid(dose["person"])
+    administered_on = _as_date(dose["administered_on"])
+    rows_to_store: list[Certificate] = []
     issued: list[CertificateView] = []
     for fmt in await formats(platform, dose["province"]):
-        already = await Certificate.exists().where(
-            (Certificate.dose == dose_id)
-            & (Certificate.dose_version == dose["version"])
-            & (Certificate.format == fmt.name)
-            & Certificate.revoked_at.is_null()
-        )
-        if already:
+        if fmt.name in already:
             continue
         certificate_id = uuid.uuid4()
         request = CertificateRequest(
             certificate_id=certificate_id,
-            dose_id=dose["id"],
-            full_name=person["full_name"],
+            dose_id=_as_uuid(dose_id),
+            full_name=dose["full_name"],
             family_name=family,
             given_name=given,
-            birth_date=person["birth_date"],
+            birth_date=_as_date(dose["birth_date"]),
             dose_number=dose["dose_number"],
-            series_doses=series_doses(dose["dose_number"], rule["primary_doses"]),
+            series_doses=series_doses(dose["dose_number"], dose["primary_doses"]),
             dose_type=dose["dose_type"],
-            product_code=product["code"],
-            product_name=product["name"],
-            dcc_vp=product["dcc_vp"],
-            dcc_mp=product["dcc_mp"],
-            dcc_ma=product["dcc_ma"],
-            administered_on=dose["administered_on"],
+            product_code=dose["product_code"],
+            product_name=dose["product_name"],
+            dcc_vp=dose["dcc_vp"],
+            dcc_mp=dose["dcc_mp"],
+            dcc_ma=dose["dcc_ma"],
+            administered_on=administered_on,
             province=dose["province"],
             site=dose["site"],
             country=settings.country,
@@ -207,15 +211,15 @@ async def issue_for_dose(platform: Platform, dose_id: Any) -> list[CertificateVi
             log.error("certificate.bad_format_result", format=fmt.name, got=type(result).__name__)
             continue
         now = clock.now()
-        await Certificate.insert(
+        rows_to_store.append(
             Certificate(
                 id=certificate_id,
                 identifier=result.identifier,
                 format=fmt.name,
-                person=dose["person"],
+                person=person_id,
                 subject_id=dose["subject_id"],
-                dose=dose["id"],
-                dose_version=dose["version"],
+                dose=request.dose_id,
+                dose_version=version,
                 province=dose["province"],
                 kid=result.kid,
                 media_type=result.media_type,
@@ -229,8 +233,8 @@ async def issue_for_dose(platform: Platform, dose_id: Any) -> list[CertificateVi
                 id=certificate_id,
                 format=fmt.name,
                 identifier=result.identifier,
-                dose_id=dose["id"],
-                dose_version=dose["version"],
+                dose_id=request.dose_id,
+                dose_version=version,
                 media_type=result.media_type,
                 content=result.content,
                 issued_at=now,
@@ -239,7 +243,40 @@ async def issue_for_dose(platform: Platform, dose_id: Any) -> list[CertificateVi
                 revocation_reason="",
             )
         )
+    if rows_to_store:
+        await Certificate.insert(*rows_to_store)
     return issued
+
+
+# The dose, its person and product, and the primary series of the rule it was given under (its
+# booking's rule, or for a walk-in the rule in force that day), in one round trip.
+_ISSUE_READ = """
+SELECT d.person, d.subject_id, d.province, d.site, d.dose_number, d.dose_type, d.version, d.administered_on,
+       p.full_name, p.birth_date,
+       pr.code AS product_code, pr.name AS product_name, pr.dcc_vp, pr.dcc_mp, pr.dcc_ma,
+       COALESCE(
+           (SELECT r.primary_doses FROM vaccination_booking b
+              JOIN vaccination_product_rule r ON r.id = b.rule WHERE b.id = d.booking),
+           (SELECT r.primary_doses FROM vaccination_product_rule r
+             WHERE r.product = d.product AND r.effective_from <= d.administered_on
+             ORDER BY r.effective_from DESC LIMIT 1)
+       ) AS primary_doses,
+       (SELECT COUNT(*) FROM vaccination_certificate c
+         WHERE c.dose = d.id AND c.dose_version = d.version AND c.revoked_at IS NULL) AS live_certificates
+  FROM vaccination_dose d
+  JOIN vaccination_person p ON p.id = d.person
+  JOIN vaccination_product pr ON pr.code = d.product
+ WHERE d.id = {}
+"""
+
+
+def _as_uuid(value: Any) -> uuid.UUID:
+    # Raw queries hand UUIDs back as text on SQLite.
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
 async def formats(platform: Platform, province: str | None) -> list[CertificateFormat]:

@@ -9,12 +9,22 @@ from datetime import timedelta
 
 import pytest
 
-from core import Conflict, Principal, clock
+from core import Conflict, Message, Principal, clock, hookimpl
+from core.plugins import HookFailed
 from core.tables import MessageOutbox
+from core.testing import http_client
 from plugins.vaccination import booking, doses, localtime
 from plugins.vaccination.schemas import BookingBody, DoseBody
 from plugins.vaccination.tables import Booking, Person, SiteSession, WaitlistEntry
-from tests.plugins.vaccination.support import LOT, NO_SCREENING, PROVINCE, SITE
+from tests.plugins.vaccination.support import (
+    LOT,
+    NO_SCREENING,
+    PROVINCE,
+    SITE,
+    build_world,
+    next_id_number,
+    next_phone,
+)
 
 
 async def test_booking_gives_a_short_code_by_sms_and_cancels(world):
@@ -50,46 +60,144 @@ async def test_booking_gives_a_short_code_by_sms_and_cancels(world):
 
 
 async def test_two_hundred_concurrent_requests_for_twenty_places(world):
+    """Exactly the capacity is booked, everyone else is told "full", and every answer matches what was stored."""
     session_id = uuid.UUID(await world.session(capacity=20))
-    now = clock.now()
-    rows = [
-        Person(
-            id=uuid.uuid4(),
-            subject_id=f"test:{index}",
-            account_holder=True,
-            full_name=f"Người Thứ {index}",
-            name_key=f"nguoi thu {index}",
-            birth_date=localtime.today().replace(year=1980),
-            birth_year=1980,
-            sex="female",
-            id_number=f"{900_000_000_000 + index}",
-            phone=None,
-            province=PROVINCE,
-            priority_group="general",
-            channel="self",
-            registered_by="test",
-            created_at=now,
-        )
-        for index in range(200)
-    ]
-    await Person.insert(*rows)
+    people = await _people(200)
     admin = Principal(id="staff:test", kind="staff", roles=frozenset({"national_admin"}))
 
-    async def attempt(person_id: uuid.UUID) -> str:
+    async def attempt(person: Person) -> tuple[uuid.UUID, str, uuid.UUID | None]:
+        body = BookingBody(person_id=person.id, session_id=session_id, screening=NO_SCREENING)
         try:
-            await booking.book(
-                world.platform, admin, BookingBody(person_id=person_id, session_id=session_id, screening=NO_SCREENING)
-            )
-        except booking.SessionFull:
-            return "full"
-        return "booked"
+            outcome = await booking.book(world.platform, admin, body)
+        except booking.SessionFull as exc:
+            return person.id, f"full: {exc}", None
+        except Exception as exc:  # any other answer breaks the contract, and is shown
+            return person.id, f"error: {type(exc).__name__}: {exc}", None
+        assert outcome.booking is not None
+        return person.id, "booked", outcome.booking.id
 
-    outcomes = await asyncio.gather(*(attempt(row.id) for row in rows))
-    assert outcomes.count("booked") == 20
-    assert outcomes.count("full") == 180
-    assert await Booking.count().where(Booking.session == session_id) == 20
+    outcomes = await asyncio.gather(*(attempt(person) for person in people))
+    answers = [answer for _person, answer, _booking in outcomes]
+    assert answers.count("booked") == 20, sorted(set(answers))
+    assert answers.count("full: session_id: the session is full") == 180, sorted(set(answers))
+    stored = await Booking.select(Booking.id, Booking.person, Booking.code).where(Booking.session == session_id)
+    # Every success is a stored booking, and every refusal left none behind.
+    assert {(row["person"], row["id"]) for row in stored} == {
+        (person_id, booking_id) for person_id, answer, booking_id in outcomes if answer == "booked"
+    }
     session = await SiteSession.select(SiteSession.booked).where(SiteSession.id == session_id).first()
     assert session["booked"] == 20
+    # Each booked person's code went out by SMS with the booking, and nobody else got one.
+    phones = {person.id: person.phone for person in people}
+    sms = await MessageOutbox.select(MessageOutbox.recipient, MessageOutbox.body_en).where(
+        MessageOutbox.kind == "vaccination.booking"
+    )
+    assert sorted(row["recipient"] for row in sms) == sorted(phones[row["person"]] for row in stored)
+    codes = {phones[row["person"]]: row["code"] for row in stored}
+    assert all(codes[row["recipient"]] in row["body_en"] for row in sms)
+
+
+async def test_a_failing_sms_channel_stores_no_booking(make_platform, keys_dir):
+    """The code's SMS is queued in the booking's transaction: when it cannot be, nothing is booked."""
+    gateway = BrokenGateway()
+    platform = await make_platform(
+        plugin={"vaccination": {"keys_dir": str(keys_dir)}}, extra_plugins=[("gateway", gateway)]
+    )
+    async with http_client(platform) as api:
+        world = await build_world(platform, api)
+        [person] = await _people(1)
+        admin = Principal(id="staff:test", kind="staff", roles=frozenset({"national_admin"}))
+        body = BookingBody(person_id=person.id, session_id=uuid.UUID(world.session_id), screening=NO_SCREENING)
+        gateway.down = True
+        with pytest.raises(HookFailed, match="'gateway' failed in send_message"):
+            await booking.book(platform, admin, body)
+        assert await Booking.count().where(Booking.person == person.id) == 0
+        assert (await api.get(f"/api/vaccination/sessions/{world.session_id}")).json()["booked"] == 0
+        gateway.down = False
+        outcome = await booking.book(platform, admin, body)
+        assert outcome.booking is not None
+        assert await Booking.count().where(Booking.person == person.id) == 1
+
+
+async def test_a_booking_that_cannot_get_its_turn_in_time_is_refused_and_stores_nothing(world, monkeypatch):
+    if world.platform.db.kind != "sqlite":
+        pytest.skip("PostgreSQL queues writers on the session's row lock, not in the process")
+    [person] = await _people(1)
+    admin = Principal(id="staff:test", kind="staff", roles=frozenset({"national_admin"}))
+    body = BookingBody(person_id=person.id, session_id=uuid.UUID(world.session_id), screening=NO_SCREENING)
+    monkeypatch.setattr(booking, "WRITE_BUDGET_SECONDS", 0.2)
+    async with booking._write_queue(world.platform.db).lock:  # another booking's write that takes too long
+        with pytest.raises(booking.WritesBusy, match=r"^session_id: too many bookings"):
+            await booking.book(world.platform, admin, body)
+    assert await Booking.count().where(Booking.person == person.id) == 0
+    assert (await world.api.get(f"/api/vaccination/sessions/{world.session_id}")).json()["booked"] == 0
+    assert (await booking.book(world.platform, admin, body)).booking is not None
+
+
+async def test_a_booking_kept_waiting_past_its_budget_hears_full_if_the_session_filled(world, monkeypatch):
+    if world.platform.db.kind != "sqlite":
+        pytest.skip("PostgreSQL bookings are not queued in the process")
+    session_id = uuid.UUID(await world.session(capacity=1))
+    first, second = await _people(2)
+    admin = Principal(id="staff:test", kind="staff", roles=frozenset({"national_admin"}))
+    await booking.book(
+        world.platform, admin, BookingBody(person_id=first.id, session_id=session_id, screening=NO_SCREENING)
+    )
+    monkeypatch.setattr(booking, "ADMISSION_BUDGET_SECONDS", 0.2)
+    admission = booking._write_queue(world.platform.db).admission
+    for _ in range(booking.ADMITTED_AT_ONCE):  # every place in the admission taken by slow bookings
+        await admission.acquire()
+    try:
+        body = BookingBody(person_id=second.id, session_id=session_id, screening=NO_SCREENING)
+        with pytest.raises(booking.SessionFull):
+            await booking.book(world.platform, admin, body)
+        body = BookingBody(person_id=second.id, session_id=uuid.UUID(world.session_id), screening=NO_SCREENING)
+        with pytest.raises(booking.WritesBusy):
+            await booking.book(world.platform, admin, body)
+    finally:
+        for _ in range(booking.ADMITTED_AT_ONCE):
+            admission.release()
+    assert await Booking.count().where(Booking.person == second.id) == 0
+
+
+class BrokenGateway:
+    """An SMS gateway that fails while ``down``, and otherwise leaves the message to the outbox."""
+
+    down = False
+
+    @hookimpl(tryfirst=True)
+    def send_message(self, message: Message, platform: object) -> None:
+        if self.down:
+            raise ConnectionError("gateway down")
+
+
+async def _people(count: int) -> list[Person]:
+    """Registered people with phones, eligible for a first dose, stored directly (registration is tested apart)."""
+    now = clock.now()
+    rows = []
+    for _ in range(count):
+        index = next_id_number()
+        rows.append(
+            Person(
+                id=uuid.uuid4(),
+                subject_id=f"test:{index}",
+                account_holder=True,
+                full_name=f"Người Thứ {index}",
+                name_key=f"nguoi thu {index}",
+                birth_date=localtime.today().replace(year=1980),
+                birth_year=1980,
+                sex="female",
+                id_number=index,
+                phone=next_phone(),
+                province=PROVINCE,
+                priority_group="general",
+                channel="self",
+                registered_by="test",
+                created_at=now,
+            )
+        )
+    await Person.insert(*rows)
+    return rows
 
 
 async def test_concurrent_http_bookings_never_overbook(world):
@@ -104,6 +212,9 @@ async def test_concurrent_http_bookings_never_overbook(world):
     assert statuses.count(201) == 5
     assert statuses.count(409) == 25
     assert all(r.json()["detail"] == "session_id: the session is full" for r in responses if r.status_code == 409)
+    stored = await Booking.select(Booking.id, Booking.code).where(Booking.session == session_id)
+    answered = [r.json()["booking"] for r in responses if r.status_code == 201]
+    assert sorted((str(row["id"]), row["code"]) for row in stored) == sorted((b["id"], b["code"]) for b in answered)
     assert (await world.api.get(f"/api/vaccination/sessions/{session_id}")).json()["places_left"] == 0
 
 
