@@ -13,7 +13,7 @@ from uuid import UUID
 
 from litestar import Controller, MediaType, Response, delete, get, post
 from litestar.concurrency import sync_to_thread
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_204_NO_CONTENT
 
 from core.errors import NotFound
@@ -54,7 +54,7 @@ DECLARATION = "checkin.declaration"
 
 IdempotencyKey = Annotated[
     str | None,
-    Parameter(header="Idempotency-Key", min_length=1, max_length=128, required=False),
+    HeaderParameter(name="Idempotency-Key", min_length=1, max_length=128, required=False),
 ]
 Limit = Annotated[int, Parameter(ge=1, le=500)]
 Offset = Annotated[int, Parameter(ge=0, le=1_000_000)]
@@ -130,8 +130,8 @@ class VenueController(Controller):
         venue_id: FromPath[UUID],
         principal: PrincipalDep,
         platform: PlatformDep,
-        format: Literal["svg", "png", "pdf"] = "pdf",
-        sub_location_id: UUID | None = None,
+        format: FromQuery[Literal["svg", "png", "pdf"]] = "pdf",
+        sub_location_id: FromQuery[UUID | None] = None,
     ) -> Response[bytes]:
         found = await posters.venue_posters(platform, principal, venue_id, sub_location_id)
         if not found:
@@ -318,7 +318,7 @@ class CaseController(Controller):
         case_id: FromPath[UUID],
         principal: PrincipalDep,
         platform: PlatformDep,
-        format: Literal["csv", "json"] = "csv",
+        format: FromQuery[Literal["csv", "json"]] = "csv",
     ) -> Response[bytes]:
         body, name, media_type = await tracing.export_contacts(platform, principal, case_id, format)
         return download(body, name, media_type)
@@ -358,7 +358,7 @@ class StatsController(Controller):
         summary="Check-ins at a venue per local hour of a day",
     )
     async def venue_hourly(
-        self, venue_id: FromPath[UUID], day: date, principal: PrincipalDep, platform: PlatformDep
+        self, venue_id: FromPath[UUID], day: FromQuery[date], principal: PrincipalDep, platform: PlatformDep
     ) -> list[HourlyCount]:
         return await stats.venue_hourly(platform, principal, venue_id, day)
 
@@ -374,7 +374,7 @@ class StatsController(Controller):
 
     @get("/capacity", opt=_opt("checkin.stats.read", TRACING), summary="Scans against capacity, per venue, for a day")
     async def capacity(
-        self, day: date, principal: PrincipalDep, platform: PlatformDep, limit: Limit = 200
+        self, day: FromQuery[date], principal: PrincipalDep, platform: PlatformDep, limit: Limit = 200
     ) -> list[CapacityRow]:
         return await stats.capacity_use(platform, principal, day=day, limit=limit)
 

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from litestar import Response, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import FromPath, JSONBody, Parameter, RawBody
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter, QueryParameter, RawBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from core import NotFound, dcc, exports
@@ -151,7 +151,7 @@ async def list_sessions(
     province: Province = None,
     site: Annotated[str | None, Parameter(max_length=64)] = None,
     product: Annotated[str | None, Parameter(max_length=32)] = None,
-    from_day: Annotated[date | None, Parameter(query="from")] = None,
+    from_day: Annotated[date | None, QueryParameter(name="from")] = None,
     limit: Limit = 200,
 ) -> list[SessionView]:
     return await registry.list_sessions(province=province, site=site, product=product, from_day=from_day, limit=limit)
@@ -227,7 +227,7 @@ async def person_doses(person_id: FromPath[UUID], principal: PrincipalDep, platf
     summary="A person's certificates (issues any a dose still lacks)",
 )
 async def person_certificates(
-    person_id: FromPath[UUID], principal: PrincipalDep, platform: PlatformDep, include_revoked: bool = False
+    person_id: FromPath[UUID], principal: PrincipalDep, platform: PlatformDep, include_revoked: FromQuery[bool] = False
 ) -> list[CertificateView]:
     return await certificates.list_for_person(platform, principal, person_id, include_revoked=include_revoked)
 
@@ -246,8 +246,8 @@ async def bulk_register(
     body: RawBody,
     principal: PrincipalDep,
     platform: PlatformDep,
-    dry_run: bool = False,
-    report: Literal["json", "csv"] = "json",
+    dry_run: FromQuery[bool] = False,
+    report: FromQuery[Literal["json", "csv"]] = "json",
 ) -> Response[Any]:
     result = await people.bulk_register(platform, principal, bytes(body), dry_run=dry_run)
     status = 422 if result.errors else HTTP_201_CREATED if result.stored else 200
@@ -298,7 +298,7 @@ async def create_booking(
 async def list_bookings(
     principal: PrincipalDep,
     platform: PlatformDep,
-    status: Literal["booked", "checked_in", "done", "cancelled"] | None = None,
+    status: FromQuery[Literal["booked", "checked_in", "done", "cancelled"] | None] = None,
     limit: Limit = 100,
 ) -> list[BookingView]:
     return await booking.list_bookings(platform, principal, status=status, limit=limit)
@@ -322,7 +322,7 @@ async def cancel_booking(code: FromPath[str], principal: PrincipalDep, platform:
     summary="A booking as a signed QR code to show at the site (SVG or PNG)",
 )
 async def booking_qr(
-    code: FromPath[str], principal: PrincipalDep, platform: PlatformDep, kind: Literal["svg", "png"] = "svg"
+    code: FromPath[str], principal: PrincipalDep, platform: PlatformDep, kind: FromQuery[Literal["svg", "png"]] = "svg"
 ) -> Response[bytes]:
     token = await booking.qr_token(platform, principal, code)
     media = "image/svg+xml" if kind == "svg" else "image/png"
@@ -378,7 +378,7 @@ async def report_aefi(data: JSONBody[AefiBody], principal: PrincipalDep, platfor
 
 @get("/aefi", opt=act("vaccination.aefi.read"), tags=TAGS, summary="Adverse event reports in my scope")
 async def list_aefi(
-    principal: PrincipalDep, platform: PlatformDep, serious: bool | None = None, limit: Limit = 100
+    principal: PrincipalDep, platform: PlatformDep, serious: FromQuery[bool | None] = None, limit: Limit = 100
 ) -> list[AefiView]:
     return await doses.list_aefi(platform, principal, serious=serious, limit=limit)
 
@@ -408,7 +408,7 @@ async def certificate_qr(
     certificate_id: FromPath[UUID],
     principal: PrincipalDep,
     platform: PlatformDep,
-    kind: Literal["svg", "png"] = "svg",
+    kind: FromQuery[Literal["svg", "png"]] = "svg",
 ) -> Response[bytes]:
     view = await certificates.get_certificate(platform, principal, certificate_id)
     media = "image/svg+xml" if kind == "svg" else "image/png"
@@ -458,17 +458,17 @@ async def verify(data: JSONBody[VerifyBody], platform: PlatformDep) -> Verificat
 
 @get("/figures/doses", opt=PUBLIC, tags=TAGS, summary="Doses per day, province or product")
 async def dose_figures(
-    by: Literal["day", "province", "product"] = "day",
+    by: FromQuery[Literal["day", "province", "product"]] = "day",
     province: Province = None,
-    since: date | None = None,
-    until: date | None = None,
+    since: FromQuery[date | None] = None,
+    until: FromQuery[date | None] = None,
 ) -> CountFigures:
     return await figures.doses(by, province=province, since=since, until=until)
 
 
 @get("/figures/coverage", opt=PUBLIC, tags=TAGS, summary="Coverage by age band or priority group")
 async def coverage_figures(
-    by: Literal["age_band", "priority_group"] = "age_band", province: Province = None
+    by: FromQuery[Literal["age_band", "priority_group"]] = "age_band", province: Province = None
 ) -> CoverageFigures:
     return await figures.coverage(by, province=province)
 
@@ -488,8 +488,8 @@ async def export_fhir(
     principal: PrincipalDep,
     platform: PlatformDep,
     province: Province = None,
-    since: date | None = None,
-    until: date | None = None,
+    since: FromQuery[date | None] = None,
+    until: FromQuery[date | None] = None,
     limit: Annotated[int, Parameter(ge=1, le=50_000)] = 5000,
 ) -> Response[dict[str, Any]]:
     bundle = await fhir.export(platform, principal, province=province, since=since, until=until, limit=limit)
