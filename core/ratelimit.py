@@ -1,8 +1,10 @@
 """Rate limits that hold across workers: Redis when configured, the database otherwise.
 
 Fixed windows: a key (``otp:phone:+849...``) may be hit ``limit`` times per
-``window`` seconds. Both stores count atomically, so two workers never both
-let the last request through.
+``window`` seconds. Both stores count atomically (Redis ``INCR``, an SQL
+upsert), so two workers never both let the last request through. On Redis the
+count and the window's expiry go in one pipelined round trip without
+MULTI/EXEC: the expiry is set again by every hit, so it needs no transaction.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class RateLimiter:
         bucket = f"{key}@{window_start}"
         expires = window_start + window
         if self._redis is not None:
-            async with self._redis.pipeline(transaction=True) as pipe:
+            async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.incr(bucket)
                 pipe.expireat(bucket, expires + 1)
                 count, _ = await pipe.execute()
@@ -85,7 +87,7 @@ class RateLimiter:
         if not added:
             return []
         if self._redis is not None:
-            async with self._redis.pipeline(transaction=True) as pipe:
+            async with self._redis.pipeline(transaction=False) as pipe:
                 for bucket, count in added.items():
                     pipe.incrby(bucket, count)
                     pipe.expireat(bucket, expiries[bucket] + 1)
