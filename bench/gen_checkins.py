@@ -403,6 +403,17 @@ async def _copy_day(url: str, world: World, day_index: int, target: int) -> tupl
     return day_index, target - len(spill), len(spill), time.monotonic() - started
 
 
+# The columns of each index the migrations made on the partitioned table (the primary key aside).
+PARENT_INDEXES_SQL = """
+SELECT array_agg(a.attname::text ORDER BY k.position) AS names
+FROM pg_index i
+CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
+JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+WHERE i.indrelid = 'checkin_visit'::regclass AND NOT i.indisprimary
+GROUP BY i.indexrelid
+"""
+
+
 def _index_day(args: tuple[str, str]) -> tuple[str, float]:
     url, name = args
     return asyncio.run(_index_table(url, name))
@@ -417,8 +428,8 @@ async def _index_table(url: str, name: str) -> tuple[str, float]:
     try:
         await connection.execute("SET maintenance_work_mem = '256MB'")
         await connection.execute(f'ALTER TABLE "{name}" ADD PRIMARY KEY (id, arrived_at)')
-        for columns in ("venue_id, arrived_at", "subject_id, arrived_at", "province, arrived_at"):
-            await connection.execute(f'CREATE INDEX ON "{name}" ({columns})')
+        for columns in await connection.fetch(PARENT_INDEXES_SQL):
+            await connection.execute(f'CREATE INDEX ON "{name}" ({", ".join(columns["names"])})')
         # A valid CHECK matching the partition bounds spares ATTACH its own scan of the table.
         await connection.execute(
             f'ALTER TABLE "{name}" ADD CONSTRAINT "{name}_bounds" '

@@ -8,11 +8,12 @@ million people, 50,000 venues, 21 days). The data comes from
 
 * **F1**: the plugin's own first step, as ``trace_case`` runs it:
   ``find_exposures`` for the F0 over the infectious window (one SQL query
-  over the visits, by person and arrival, then by venue and arrival), then
+  over the visits, by person and arrival, then by venue, arrival and
+  departure), then
   ``_rank`` (one entry per person, risk scores weighted by venue type and
   province hooks, the minimum overlap applied);
-* **F1 + F2**: the same, then the same again from every F1 over the time
-  since they were exposed, as ``trace_case`` does;
+* **F1 + F2**: the same, then the same again from every F1 at once over
+  the time since each was exposed, as ``trace_case`` does;
 * **open case (API)**: ``tracing.open_case``, what ``POST /api/checkin/cases/``
   runs: store the case, trace F1, F2 and the zones to close, store the
   contacts and zones, read the case back (audited).
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", type=int, default=50, help="F0s to trace (timed)")
     parser.add_argument("--warmup", type=int, default=5, help="F0s traced first, not timed")
     parser.add_argument("--seed", type=int, default=7, help="which F0s are drawn")
-    parser.add_argument("--explain", action="store_true", help="print the F1 query's plan for the first case")
+    parser.add_argument("--explain", action="store_true", help="print the F1 and F2 queries' plans for the first case")
     parser.add_argument("--compute-only", action="store_true", help="time F1 and F1 + F2 only, not open_case")
     parser.add_argument("--database", default=DEFAULT_SERVER, help="PostgreSQL server URL")
     args = parser.parse_args(argv)
@@ -138,7 +139,13 @@ async def measure(url: str, name: str, args: argparse.Namespace) -> None:
         if args.explain:
             await _explain(url, platform, f0s[0][0], window)
         rows: dict[str, list[float]] = {"F1": [], "F1 + F2": [], "open case (API)": []}
-        sizes: dict[str, list[int]] = {"F0 visits in window": [], "F1 people": [], "F2 people": [], "exposures": []}
+        sizes: dict[str, list[int]] = {
+            "F0 visits in window": [],
+            "F1 people": [],
+            "F2 people": [],
+            "exposures": [],
+            "rows": [],
+        }
         for n, (subject, province) in enumerate(f0s):
             timed = n >= args.warmup
             f1_ms, both_ms, found = await _compute(platform, subject, window)
@@ -196,7 +203,7 @@ async def _compute(platform: Platform, subject: str, window: tuple[int, int]) ->
     f2: dict[str, Any] = {}
     if config.trace_f2 and f1:
         sources = [Source(person, t.first_exposed, max(now, window[1])) for person, t in f1.items()]
-        second = await find_exposures(platform, sources, config)
+        second = await find_exposures(platform, sources, config, known=[subject])
         f2 = await _rank(second, degree=2, exclude={subject} | set(f1), venues=venues, config=config)
     both_ms = (time.perf_counter() - started) * 1000
     visits = await platform.db.execute(
@@ -212,7 +219,8 @@ async def _compute(platform: Platform, subject: str, window: tuple[int, int]) ->
             "F0 visits in window": int(visits[0]["n"]),
             "F1 people": len(f1),
             "F2 people": len(f2),
-            "exposures": len(first) + len(second),
+            "exposures": sum(e.times for e in first) + sum(e.times for e in second),
+            "rows": len(first) + len(second),
         },
     )
 
@@ -240,20 +248,35 @@ async def _draw_f0s(url: str, window: tuple[int, int], count: int, seed: int) ->
 
 
 async def _explain(url: str, platform: Platform, subject: str, window: tuple[int, int]) -> None:
+    """The plans of the first case's F1 query and of its F2 query (from all its F1s at once)."""
     config = settings_of(platform)
-    tail = config.tail_minutes * 60
-    max_stay = config.max_stay_minutes * 60
-    sql = tracing.EXPOSURE_SQL.format(sources=tracing.SOURCE_ROW)
-    for n in range(1, sql.count("{}") + 1):  # Piccolo's placeholders to asyncpg's
-        sql = sql.replace("{}", f"${n}", 1)
+    captured: list[tuple[str, list[Any]]] = []
+    real_rows = tracing._exposure_rows
+
+    async def capture(platform: Platform, sql: str, args: list[Any]) -> list[dict[str, Any]]:
+        captured.append((sql, args))
+        return await real_rows(platform, sql, args)
+
+    tracing._exposure_rows = capture  # type: ignore[assignment]
+    try:
+        venues = _VenueWeights(platform, config)
+        first = await find_exposures(platform, [Source(subject, *window)], config)
+        f1 = await _rank(first, degree=1, exclude={subject}, venues=venues, config=config)
+        sources = [Source(person, t.first_exposed, window[1]) for person, t in f1.items()]
+        await find_exposures(platform, sources, config, known=[subject])
+    finally:
+        tracing._exposure_rows = real_rows  # type: ignore[assignment]
     connection = await asyncpg.connect(url)
     try:
-        plan = await connection.fetch(
-            "EXPLAIN (ANALYZE, BUFFERS) " + sql, subject, *window, tail, tail, max_stay, max_stay, tail
-        )
+        for setting in tracing.POSTGRES_SETTINGS:
+            await connection.execute(f"SET {setting}")
+        for label, (sql, args) in zip(("F1", f"F2 (from {len(f1)} F1s)"), captured, strict=False):
+            for n in range(1, sql.count("{}") + 1):  # Piccolo's placeholders to asyncpg's
+                sql = sql.replace("{}", f"${n}", 1)
+            plan = await connection.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
+            print(f"\n{label} query plan (EXPLAIN ANALYZE, first case):\n" + "\n".join(row[0] for row in plan))
     finally:
         await connection.close()
-    print("\nF1 query plan (EXPLAIN ANALYZE, first case):\n" + "\n".join(row[0] for row in plan))
 
 
 async def _clean_up(url: str) -> None:

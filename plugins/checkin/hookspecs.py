@@ -56,9 +56,11 @@ def checkin_venue_types(province_code: str) -> list[VenueType] | None:
 def checkin_risk_weight(venue: VenueFacts, overlap_minutes: int, degree: int) -> float | None:
     """Weigh the risk of one contact met at ``venue``, by the province's rules.
 
-    Called for the venue's province by tracing, once per contact exposure,
-    after the venue type's weight is applied. The answers of all plugins
-    are multiplied together into the contact's risk score.
+    Called for the venue's province by tracing, after the venue type's
+    weight is applied. The answers of all plugins are multiplied together
+    into the contact's risk score. The answer must depend only on the
+    arguments: a trace asks once per distinct (venue, overlap, degree) and
+    reuses it for every exposure with the same three.
 
     :param venue: Where the contact overlapped with the case (or the F1).
     :param overlap_minutes: How long they overlapped, tail included.

@@ -10,13 +10,16 @@ F1 are the people whose visits overlapped the case's visits at the same
 venue (or the same sub-location when both visits name one), counting a
 ``tail_minutes`` after the case left, for at least ``min_overlap_minutes``
 in all. F2 are found the same way from each F1, over the time since that
-F1 was exposed. One SQL query over the visits table (indexed by venue and
-arrival, and by person and arrival) finds the overlaps of many people at
-once; each person then appears once, at their closest degree.
+F1 was exposed. One SQL statement over the visits table (indexed by venue,
+arrival and departure, and by person and arrival) finds the overlaps of all
+the sources at once (every F1 of a case for F2), leaves out the people
+already found, and sums same-length overlaps of a person at a venue; each
+person then appears once, at their closest degree.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -43,12 +46,35 @@ log = structlog.get_logger("checkin.tracing")
 
 PURPOSE = "checkin.tracing"
 TESTING_ACTOR = Principal(id="service:testing", kind="service")
-# F2 searches take this many F1s per query, well under SQLite's and PostgreSQL's parameter limits.
-SOURCES_PER_QUERY = 500
+# For the exposure query on PostgreSQL (see ``_exposure_rows``).
+POSTGRES_SETTINGS = ("max_parallel_workers_per_gather = 0", "jit = off", "work_mem = '64MB'")
+# Venue facts are loaded this many per query, well under SQLite's and PostgreSQL's parameter limits.
+VENUES_PER_QUERY = 500
 
+# The people to trace from (``src``) and those already found closer (``known``: never listed again)
+# arrive as arrays: one statement for any number of sources, planned once.
+SOURCES_SQL = {
+    "postgres": """
+src(subject_id, window_start, window_end) AS (
+    SELECT * FROM unnest(CAST({subjects} AS VARCHAR[]), CAST({starts} AS BIGINT[]), CAST({ends} AS BIGINT[]))
+),
+known(subject_id) AS (SELECT unnest(CAST({known} AS VARCHAR[])))""",
+    "sqlite": """
+src(subject_id, window_start, window_end) AS (
+    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
+    FROM json_each({sources_json})
+),
+known(subject_id) AS (SELECT value FROM json_each({known_json}))""",
+}
+
+# Every overlap of another person's visit with a source's visit at the same venue (or sub-location
+# when both name one), the tail counted after the source left, clipped to the source's window. The
+# overlaps of one person at one venue that last the same whole minutes weigh the same, so they come
+# back as one row with their number (``times``) and the earliest of them: a market's F2 search
+# yields a few rows per person instead of one per pair of visits.
 EXPOSURE_SQL = """
-WITH src(subject_id, window_start, window_end) AS (VALUES {sources})
-SELECT * FROM (
+WITH {sources},
+pairs AS (
     SELECT
         c.subject_id AS subject_id,
         c.phone AS phone,
@@ -57,27 +83,48 @@ SELECT * FROM (
         c.venue_id AS venue_id,
         COALESCE(f.sub_location_id, c.sub_location_id) AS sub_location_id,
         src.subject_id AS source_subject,
-        src.window_start AS window_start,
-        src.window_end AS window_end,
         CASE WHEN c.arrived_at > f.arrived_at THEN c.arrived_at ELSE f.arrived_at END AS overlap_start,
-        CASE WHEN c.left_at < f.left_at + {{}} THEN c.left_at ELSE f.left_at + {{}} END AS overlap_end
+        CASE WHEN c.left_at < f.left_at + {tail} THEN c.left_at ELSE f.left_at + {tail} END AS overlap_end,
+        src.window_start AS window_start,
+        src.window_end + {tail} AS window_end
     FROM src
     JOIN checkin_visit f
         ON f.subject_id = src.subject_id
-        AND f.arrived_at >= src.window_start - {{}}
+        AND f.arrived_at >= src.window_start - {max_stay}
         AND f.arrived_at < src.window_end
         AND f.left_at > src.window_start
     JOIN checkin_visit c
         ON c.venue_id = f.venue_id
-        AND c.arrived_at >= f.arrived_at - {{}}
-        AND c.arrived_at < f.left_at + {{}}
+        AND c.arrived_at >= f.arrived_at - {max_stay}
+        AND c.arrived_at < f.left_at + {tail}
         AND c.left_at > f.arrived_at
-        AND c.subject_id <> f.subject_id
         AND (f.sub_location_id IS NULL OR c.sub_location_id IS NULL OR c.sub_location_id = f.sub_location_id)
-) AS x
-WHERE x.overlap_end > x.overlap_start
+    WHERE c.subject_id NOT IN (SELECT subject_id FROM src)
+        AND c.subject_id NOT IN (SELECT subject_id FROM known)
+),
+clipped AS (
+    SELECT
+        subject_id, phone, id_number, full_name, venue_id, sub_location_id, source_subject,
+        CASE WHEN overlap_start > window_start THEN overlap_start ELSE window_start END AS start_at,
+        CASE WHEN overlap_end < window_end THEN overlap_end ELSE window_end END AS end_at
+    FROM pairs
+),
+exposures AS (
+    SELECT clipped.*, (end_at - start_at) / 60 AS minutes FROM clipped WHERE end_at > start_at
+),
+grouped AS (
+    SELECT
+        exposures.*,
+        COUNT(*) OVER same AS times,
+        ROW_NUMBER() OVER (same ORDER BY start_at, end_at, source_subject) AS nth
+    FROM exposures
+    WINDOW same AS (PARTITION BY subject_id, venue_id, minutes)
+)
+SELECT subject_id, phone, id_number, full_name, venue_id, sub_location_id, source_subject,
+    start_at, end_at, minutes, times
+FROM grouped
+WHERE nth = 1
 """
-SOURCE_ROW = "(CAST({} AS VARCHAR(64)), CAST({} AS BIGINT), CAST({} AS BIGINT))"
 
 
 class Source(msgspec.Struct, frozen=True):
@@ -89,7 +136,11 @@ class Source(msgspec.Struct, frozen=True):
 
 
 class Exposure(msgspec.Struct, frozen=True, kw_only=True):
-    """One overlap of a contact with a source at a venue (Unix seconds)."""
+    """A contact's overlaps with sources at one venue that last the same whole minutes (Unix seconds).
+
+    ``times`` overlaps weigh the same; ``start``, ``end``, the sub-location and the source are
+    those of the earliest, which is the one shown when this is the contact's strongest exposure.
+    """
 
     subject_id: str
     phone: str | None
@@ -100,10 +151,8 @@ class Exposure(msgspec.Struct, frozen=True, kw_only=True):
     source_subject: str
     start: int
     end: int
-
-    @property
-    def minutes(self) -> int:
-        return (self.end - self.start) // 60
+    minutes: int
+    times: int = 1
 
 
 class Traced(msgspec.Struct, kw_only=True):
@@ -267,52 +316,77 @@ async def trace_case(platform: Platform, case_id: uuid.UUID) -> None:
     if config.trace_f2 and f1:
         # An F1 could pass it on from the moment they were exposed until they are isolated (now).
         sources = [Source(subject, t.first_exposed, max(now, window[1])) for subject, t in f1.items()]
-        second = await find_exposures(platform, sources, config)
+        second = await find_exposures(platform, sources, config, known=f0)
         f2 = await _rank(second, degree=2, exclude=set(f0) | set(f1), venues=venues, config=config)
     zones = await _zones(platform, config, f0, window)
     await _store_trace(platform, case, {**f1, **f2}, zones, venues)
     log.info("checkin.case_traced", case=str(case_id), f1=len(f1), f2=len(f2), zones=len(zones))
 
 
-async def find_exposures(platform: Platform, sources: Sequence[Source], config: CheckinSettings) -> list[Exposure]:
-    """Every overlap between the sources' visits and other people's, in their windows."""
-    tail = config.tail_minutes * 60
-    max_stay = config.max_stay_minutes * 60
-    found: list[Exposure] = []
-    for chunk_start in range(0, len(sources), SOURCES_PER_QUERY):
-        chunk = sources[chunk_start : chunk_start + SOURCES_PER_QUERY]
-        sql = EXPOSURE_SQL.format(sources=", ".join([SOURCE_ROW] * len(chunk)))
-        args: list[Any] = [value for s in chunk for value in (s.subject_id, s.window_start, s.window_end)]
-        rows = await _exposure_rows(platform, sql, [*args, tail, tail, max_stay, max_stay, tail])
-        for row in rows:
-            # Only the part of the overlap inside the source's infectious window counts.
-            start = max(row["overlap_start"], row["window_start"])
-            end = min(row["overlap_end"], row["window_end"] + tail)
-            if end <= start:
-                continue
-            found.append(
-                Exposure(
-                    subject_id=row["subject_id"],
-                    phone=row["phone"],
-                    id_number=row["id_number"],
-                    full_name=row["full_name"],
-                    venue_id=str(row["venue_id"]),
-                    sub_location_id=str(row["sub_location_id"]) if row["sub_location_id"] else None,
-                    source_subject=row["source_subject"],
-                    start=start,
-                    end=end,
-                )
-            )
-    return found
+async def find_exposures(
+    platform: Platform, sources: Sequence[Source], config: CheckinSettings, *, known: Iterable[str] = ()
+) -> list[Exposure]:
+    """Other people's overlaps with the sources' visits in the sources' windows, in one query.
+
+    The sources themselves, and the ``known`` people (found at a closer degree), are left out.
+    """
+    if not sources:
+        return []
+    values: dict[str, Any] = {"tail": config.tail_minutes * 60, "max_stay": config.max_stay_minutes * 60}
+    if platform.db.kind == "postgres":
+        values |= {
+            "subjects": [s.subject_id for s in sources],
+            "starts": [s.window_start for s in sources],
+            "ends": [s.window_end for s in sources],
+            "known": list(known),
+        }
+    else:
+        values |= {
+            "sources_json": msgspec.json.encode(
+                [[s.subject_id, s.window_start, s.window_end] for s in sources]
+            ).decode(),
+            "known_json": msgspec.json.encode(list(known)).decode(),
+        }
+    sql, args = _bind(EXPOSURE_SQL.replace("{sources}", SOURCES_SQL[platform.db.kind]), values)
+    return [
+        Exposure(
+            subject_id=row["subject_id"],
+            phone=row["phone"],
+            id_number=row["id_number"],
+            full_name=row["full_name"],
+            venue_id=str(row["venue_id"]),
+            sub_location_id=str(row["sub_location_id"]) if row["sub_location_id"] else None,
+            source_subject=row["source_subject"],
+            start=row["start_at"],
+            end=row["end_at"],
+            minutes=row["minutes"],
+            times=row["times"],
+        )
+        for row in await _exposure_rows(platform, sql, args)
+    ]
+
+
+def _bind(template: str, values: dict[str, Any]) -> tuple[str, list[Any]]:
+    """Named ``{placeholders}`` to Piccolo's positional ``{}``, with the arguments in order."""
+    args: list[Any] = []
+
+    def positional(match: re.Match[str]) -> str:
+        args.append(values[match.group(1)])
+        return "{}"
+
+    return re.sub(r"\{(\w+)\}", positional, template), args
 
 
 async def _exposure_rows(platform: Platform, sql: str, args: list[Any]) -> list[dict[str, Any]]:
     if platform.db.kind != "postgres":
         return await platform.db.execute(sql, *args)
     async with platform.db.transaction():
-        # Index look-ups of a few hundred rows: starting parallel workers costs more than the query
-        # (bench/tracing.py, 10M check-ins: F1 p50 45 ms with them, 12 ms without).
-        await platform.db.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        # Index look-ups: starting parallel workers costs more than the query (bench/tracing.py, 10M
+        # check-ins: F1 p50 45 ms with them, 12 ms without), and so does compiling it (JIT took a
+        # second for a heavy F2 search over the daily partitions, more than running it). The rows of
+        # a busy place's F2 search are sorted in memory rather than on disk.
+        for setting in POSTGRES_SETTINGS:
+            await platform.db.execute(f"SET LOCAL {setting}")
         return await platform.db.execute(sql, *args)
 
 
@@ -324,11 +398,13 @@ class _VenueWeights:
         self._config = config
         self.facts: dict[str, VenueFacts] = {}
         self._type_weights: dict[str, dict[str, float]] = {}
+        # A weight depends only on the venue, the overlap and the degree: each is asked for once.
+        self._scores: dict[tuple[str, int, int], float] = {}
 
     async def load(self, venue_ids: Iterable[str]) -> None:
         missing = sorted(set(venue_ids) - set(self.facts))
-        for start in range(0, len(missing), SOURCES_PER_QUERY):
-            ids = [uuid.UUID(v) for v in missing[start : start + SOURCES_PER_QUERY]]
+        for start in range(0, len(missing), VENUES_PER_QUERY):
+            ids = [uuid.UUID(v) for v in missing[start : start + VENUES_PER_QUERY]]
             for row in await Venue.select().where(Venue.id.is_in(ids)):
                 self.facts[str(row["id"])] = facts_of(row)
         for province in {f.province for f in self.facts.values()} - set(self._type_weights):
@@ -336,21 +412,29 @@ class _VenueWeights:
             self._type_weights[province] = {code: t.risk_weight for code, t in types.items()}
 
     async def score(self, exposure: Exposure, degree: int) -> float:
-        venue = self.facts[exposure.venue_id]
+        """The risk of one of the exposure's overlaps: hours together, weighted by venue and rules."""
+        key = (exposure.venue_id, exposure.minutes, degree)
+        score = self._scores.get(key)
+        if score is None:
+            score = self._scores[key] = await self._score(exposure.venue_id, exposure.minutes, degree)
+        return score
+
+    async def _score(self, venue_id: str, minutes: int, degree: int) -> float:
+        venue = self.facts[venue_id]
         weight = self._type_weights[venue.province].get(venue.venue_type, 1.0)
         if self._platform.hooks.caller("checkin_risk_weight", venue.province).get_hookimpls():
             answers = await self._platform.hooks.collect(
                 "checkin_risk_weight",
                 province=venue.province,
                 venue=venue,
-                overlap_minutes=exposure.minutes,
+                overlap_minutes=minutes,
                 degree=degree,
             )
             for answer in answers:
                 if isinstance(answer, int | float) and answer >= 0:
                     weight *= float(answer)
         factor = 1.0 if degree == 1 else self._config.f2_risk_factor
-        return round(exposure.minutes / 60 * weight * factor, 4)
+        return round(minutes / 60 * weight * factor, 4)
 
 
 async def _rank(
@@ -368,13 +452,23 @@ async def _rank(
             traced = people[exposure.subject_id] = Traced(
                 degree=degree, best=exposure, best_score=score, first_exposed=exposure.start
             )
-        elif score > traced.best_score:
+        elif score > traced.best_score or (score == traced.best_score and _earlier(exposure, traced.best)):
             traced.best, traced.best_score = exposure, score
-        traced.overlap_minutes += exposure.minutes
-        traced.exposures += 1
-        traced.risk_score = round(traced.risk_score + score, 4)
+        traced.overlap_minutes += exposure.minutes * exposure.times
+        traced.exposures += exposure.times
+        traced.risk_score = round(traced.risk_score + score * exposure.times, 4)
         traced.first_exposed = min(traced.first_exposed, exposure.start)
     return {s: t for s, t in people.items() if t.overlap_minutes >= config.min_overlap_minutes}
+
+
+def _earlier(exposure: Exposure, other: Exposure) -> bool:
+    """Between equally strong exposures the earliest is shown, whatever order the rows came in."""
+    return (exposure.start, exposure.end, exposure.venue_id, exposure.source_subject) < (
+        other.start,
+        other.end,
+        other.venue_id,
+        other.source_subject,
+    )
 
 
 async def _zones(

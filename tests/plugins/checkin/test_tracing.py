@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import csv
 import io
+import random
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from core import hookimpl
 from core.tables import MessageOutbox
 from core.testing import http_client
-from plugins.checkin.venues import VenueType
+from plugins.checkin.tables import Visit
+from plugins.checkin.venues import VenueType, venue_types
+from plugins.checkin.visits import settings_of
 from tests.plugins.checkin.conftest import BASE_URL, Kit
 
 F0_NAME = "Phạm Minh Tâm"
@@ -356,3 +362,142 @@ async def test_malformed_result_event_is_retried_not_lost(kit):
     rows = await kit.platform.db.execute("SELECT status, last_error FROM event_delivery")
     assert rows[0]["status"] == "pending"
     assert "province" in rows[0]["last_error"] or "result" in rows[0]["last_error"]
+
+
+# -- the SQL against a plain reading of the rules ----------------------------------------------
+
+
+class Stay(msgspec.Struct, frozen=True):
+    subject: str
+    venue: str
+    sub: str | None
+    arrived: int
+    left: int
+
+
+def reference_trace(
+    stays: list[Stay], f0: str, window: tuple[int, int], now: int, weights: dict[str, float], config: Any
+) -> dict[str, tuple[int, int, int, float]]:
+    """Tracing as issue #3 words it, pair by pair in Python: {person: (degree, minutes, overlaps, risk)}."""
+    tail = config.tail_minutes * 60
+
+    def contacts(sources: dict[str, tuple[int, int]], exclude: set[str], factor: float) -> dict[str, list[Any]]:
+        found: dict[str, list[Any]] = {}
+        for f in stays:
+            if f.subject not in sources:
+                continue
+            start, end = sources[f.subject]
+            for c in stays:
+                if c.venue != f.venue or c.subject in exclude or c.subject in sources:
+                    continue
+                if f.sub is not None and c.sub is not None and f.sub != c.sub:
+                    continue
+                # Together (the source's tail included), inside the source's infectious window.
+                low = max(c.arrived, f.arrived, start)
+                high = min(c.left, f.left + tail, end + tail)
+                if high <= low:
+                    continue
+                minutes = (high - low) // 60
+                person = found.setdefault(c.subject, [0, 0, 0.0, low])
+                person[0] += minutes
+                person[1] += 1
+                person[2] = round(person[2] + round(minutes / 60 * weights[c.venue] * factor, 4), 4)
+                person[3] = min(person[3], low)
+        return {p: v for p, v in found.items() if v[0] >= config.min_overlap_minutes}
+
+    f1 = contacts({f0: window}, {f0}, 1.0)
+    f2 = contacts({p: (v[3], max(now, window[1])) for p, v in f1.items()}, {f0, *f1}, config.f2_risk_factor)
+    return {
+        **{p: (1, v[0], v[1], v[2]) for p, v in f1.items()},
+        **{p: (2, v[0], v[1], v[2]) for p, v in f2.items()},
+    }
+
+
+async def test_f1_and_f2_sets_match_a_pair_by_pair_reading_of_the_rules(make_platform):
+    """Random stays (sub-locations, tails, windows cutting stays, repeated and seconds-long overlaps):
+    the SQL finds exactly the F1 and F2 that comparing every pair of stays finds, with the same
+    minutes, overlap counts and risk."""
+    # The window opens at the sample date, 20 hours ago: it cuts through the stays made before.
+    platform = await make_platform(base_url=BASE_URL, plugin={"checkin": {"infectious_days_before": 0}})
+    async with http_client(platform) as client:
+        await check_against_reference(Kit(platform, client))
+
+
+async def check_against_reference(kit: Kit) -> None:
+    town = Town(kit)
+    await town.setup_venues()
+    venues = [town.restaurant, town.karaoke, town.office, town.danang]
+    subs = {v["id"]: [None] + [s["id"] for s in v["sub_locations"]] for v in venues}
+    config = settings_of(kit.platform)
+    weights = {}
+    for venue in venues:
+        types = await venue_types(kit.platform, venue["province"])
+        weights[venue["id"]] = types[venue["venue_type"]].risk_weight
+    now = int(town.now.timestamp())
+    rng = random.Random(2021)
+    stays = []
+    for person in [f"ref-{n}" for n in range(1, 60)]:
+        for _ in range(rng.randint(1, 5)):
+            venue = rng.choice([*venues, town.restaurant])["id"]  # the restaurant, with its tables, twice as likely
+            arrived = now - rng.randint(0, 36 * 3600)
+            stays.append(Stay(person, venue, rng.choice(subs[venue]), arrived, arrived + rng.randint(60, 150 * 60)))
+    table_1 = subs[town.restaurant["id"]][1]
+    for hours_ago, venue, sub in [
+        (30, town.restaurant["id"], None),  # before the window
+        (20.5, town.restaurant["id"], table_1),  # the window opens during this stay
+        (10, town.restaurant["id"], None),
+        (6, town.karaoke["id"], None),
+        (3, town.danang["id"], None),
+    ]:
+        arrived = now - int(hours_ago * 3600)
+        stays.append(Stay("ref-0", venue, sub, arrived, arrived + rng.randint(30 * 60, 120 * 60)))
+    # Two F1s at the office hours apart, and someone there the whole time: one stay, two overlaps.
+    karaoke, office = town.karaoke["id"], town.office["id"]
+    stays += [
+        Stay("ref-60", karaoke, None, now - 6 * 3600 + 60, now - 6 * 3600 + 25 * 60),
+        Stay("ref-61", karaoke, None, now - 6 * 3600 + 60, now - 6 * 3600 + 25 * 60),
+        Stay("ref-60", office, None, now - 5 * 3600, now - 4 * 3600 - 1800),
+        Stay("ref-61", office, None, now - 3 * 3600, now - 2 * 3600 - 1800),
+        Stay("ref-62", office, None, now - 5 * 3600 + 600, now - 2 * 3600 - 2400),
+    ]
+    stays = [s for s in stays if s.left < now]
+    province = {v["id"]: v["province"] for v in venues}
+    await Visit.insert(
+        *[
+            Visit(
+                venue_id=uuid.UUID(s.venue),
+                sub_location_id=uuid.UUID(s.sub) if s.sub else None,
+                province=province[s.venue],
+                site="ref",
+                subject_id=s.subject,
+                full_name=f"Người {s.subject}",
+                arrived_at=s.arrived,
+                left_at=s.left,
+                method="scan",
+                recorded_by=s.subject,
+            )
+            for s in stays
+        ]
+    )
+    epi = await kit.epidemiologist("01")
+    sampled = town.now - timedelta(hours=20)
+    response = await kit.client.post(
+        "/api/checkin/cases/",
+        json={
+            "province": "01",
+            "subject_id": "ref-0",
+            "sampled_at": sampled.isoformat(),
+            "isolated_at": town.now.isoformat(),
+        },
+        headers=epi,
+    )
+    assert response.status_code == 201, response.text
+    case = response.json()
+    window = (int(datetime.fromisoformat(case["window_start"]).timestamp()), now)
+    traced_at = int(datetime.fromisoformat(case["traced_at"]).timestamp())
+    expected = reference_trace(stays, "ref-0", window, traced_at, weights, config)
+    contacts = (await kit.client.get(f"/api/checkin/cases/{case['id']}/contacts", headers=epi)).json()
+    found = {c["subject_id"]: (c["degree"], c["overlap_minutes"], c["exposures"], c["risk_score"]) for c in contacts}
+    assert found == expected
+    assert expected["ref-62"][0] == 2
+    assert 5 <= sum(1 for d in expected.values() if d[0] == 1) and 5 <= sum(1 for d in expected.values() if d[0] == 2)
