@@ -38,6 +38,8 @@ def new_label(kind: LabelKind) -> str:
 
 def parse_label(raw: str, field: str = "label") -> tuple[LabelKind, str]:
     """What a scanned or typed label is (sample or pool) and its canonical form; 400 when malformed."""
+    if _LABEL.match(raw):  # already canonical, as in uploads: skip the clean-up
+        return ("sample" if raw[0] == "S" else "pool"), raw
     cleaned = (raw or "").strip().upper().replace(" ", "")
     match = _LABEL.match(cleaned)
     if match is None:

@@ -64,11 +64,32 @@ def parse_csv(raw: bytes, *, max_rows: int) -> tuple[list[ResultEntry], list[Row
     except csv.Error as exc:
         raise UploadRejected([RowError(row=1, column=None, message=f"file: not a CSV file ({exc})")]) from None
     columns = _columns(header)
+    width = len(columns)
+    label_at, outcome_at, ct_at = columns["label"], columns["outcome"], columns.get("ct_value")
     entries: list[ResultEntry] = []
     errors: list[RowError] = []
     line = 1
     try:
         for line, cells in enumerate(rows, start=2):
+            # The common row (right width, a known outcome word, an empty or plain Ct, no formula
+            # look-alike) is read inline; anything else goes through the careful path with its messages.
+            if len(cells) == width:
+                label = cells[label_at]
+                outcome = OUTCOME_WORDS.get(cells[outcome_at])
+                ct_text = cells[ct_at] if ct_at is not None else ""
+                if (
+                    outcome is not None
+                    and label
+                    and label[0] not in _CAREFUL_STARTS
+                    and (not ct_text or _PLAIN_CT.match(ct_text))
+                ):
+                    if len(entries) >= max_rows:
+                        errors.append(
+                            RowError(row=line, column=None, message=f"file: more than {max_rows} rows at once")
+                        )
+                        break
+                    entries.append(ResultEntry(row=line, label=label, outcome=outcome, ct_value=_ct(ct_text)))
+                    continue
             if not any(cell.strip() for cell in cells):
                 continue
             if len(entries) >= max_rows:
@@ -82,6 +103,15 @@ def parse_csv(raw: bytes, *, max_rows: int) -> tuple[list[ResultEntry], list[Row
     if not entries and not errors:
         errors.append(RowError(row=0, column=None, message="file: it has a header but no results"))
     return entries, errors
+
+
+_CAREFUL_STARTS = FORMULA_STARTS | {" "}
+# A Ct value from 0 to 60 with a dot, as lab systems write it.
+_PLAIN_CT = re.compile(r"^(?:[0-9]|[1-5][0-9])(?:\.[0-9]+)?$|^60(?:\.0+)?$")
+
+
+def _ct(text: str) -> float | None:
+    return float(text) if text else None
 
 
 def _decode(raw: bytes) -> str:

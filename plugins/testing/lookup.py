@@ -63,30 +63,62 @@ async def lookup(platform: Platform, client: str, data: LookupIn) -> CitizenResu
     )
     if (data.date_of_birth is None) == (data.otp is None):
         raise InvalidInput("date_of_birth: give either the date of birth or the one-time code (otp)")
-    # The code's row is locked while its factor is checked, so parallel guesses queue up and each
-    # wrong one is counted before the next is judged: the limit holds however fast they come.
+    code = normalize_code(data.code)
+    digest = code_digest(platform.settings.secret_key, RESULT_CODE, code) if code is not None else None
+    # The code is locked while its factor is checked, so parallel guesses queue up and each wrong
+    # one is counted before the next is judged: the limit holds however fast they come. A right
+    # answer writes nothing (an advisory lock, not a row lock, so its commit waits for no disk);
+    # only a wrong one (or a used one-time code) does. SQLite's write transaction is the lock there.
     async with platform.db.transaction():
-        row = await _sample_for_code(platform, data.code, lock=True)
+        if platform.db.kind == "postgres":
+            await platform.db.fetch(_LOCK_CODE, LOOKUP_LOCK_CLASS, digest or "")
+        rows = await platform.db.fetch(_LOOKUP, digest or "")
+        row = rows[0] if rows else None
         right = False
         if row is not None and not _expired(platform, row) and row["lookup_failures"] < settings.lookup_attempt_limit:
             if data.date_of_birth is not None:
-                right = row["date_of_birth"] == data.date_of_birth
+                right = _same(str(row["date_of_birth"]), data.date_of_birth.isoformat())
             else:
                 right = _otp_matches(platform, row, data.otp or "")
             if not right:
-                await Sample.update({Sample.lookup_failures: Sample.lookup_failures + 1}).where(Sample.id == row["id"])
+                await platform.db.fetch(_COUNT_FAILURE, row["id"])
             elif data.otp is not None:
                 # A one-time code is used up.
-                await Sample.update({Sample.lookup_otp_hash: None, Sample.lookup_otp_expires_at: None}).where(
-                    Sample.id == row["id"]
-                )
+                await platform.db.fetch(_USE_OTP, row["id"])
     # Raised after the commit: the failed attempt must stay counted.
     if row is None or not right:
         raise NotFound(NO_MATCH)
     holder = Principal(id=f"result-code:{row['id']}", kind="citizen", subject_id=row["subject_id"])
     await platform.audit.record(holder, "testing.result.lookup", sample_resource(row), purpose=PURPOSE)
-    versions = await result_versions([row["id"]])
-    return citizen_result(platform, row, versions.get(row["id"], []))
+    versions = [
+        {"version": r["version"], "released_at": r["released_at"], "outcome": r["outcome"]}
+        for r in rows
+        if r["version"] is not None
+    ]
+    return citizen_result(platform, row, versions)
+
+
+# The citizen's lookup runs on every request of the result page: one statement fetches the sample,
+# its person and its result versions (one row per version), by the code's digest (a unique index).
+_LOOKUP = (
+    "SELECT s.id, s.subject_id, s.test_type, s.site, s.province, s.lab, s.status, s.result, s.result_version, "
+    "s.collected_at, s.pooled_at, s.received_at, s.retest_ordered_at, s.retest_reason, s.result_at, "
+    "s.lookup_failures, s.lookup_otp_hash, s.lookup_otp_expires_at, p.full_name, p.date_of_birth, "
+    "r.version, r.released_at, r.outcome "
+    "FROM testing_sample s JOIN testing_person p ON p.id = s.person "
+    "LEFT JOIN testing_result r ON r.sample = s.id "
+    "WHERE s.result_code_hash = {} ORDER BY r.version"
+)
+# The code's own lock: a class of its own (two-key advisory locks), then the digest's hash.
+LOOKUP_LOCK_CLASS = 0x7465  # "te"
+_LOCK_CODE = "SELECT pg_advisory_xact_lock({}, hashtext({}))"
+_COUNT_FAILURE = "UPDATE testing_sample SET lookup_failures = lookup_failures + 1 WHERE id = {}"
+_USE_OTP = "UPDATE testing_sample SET lookup_otp_hash = NULL, lookup_otp_expires_at = NULL WHERE id = {}"
+
+
+def _same(stored: str, given: str) -> bool:
+    """Compare a second factor in constant time, so response times do not tell how much of it was right."""
+    return hmac.compare_digest(stored.encode(), given.encode())
 
 
 async def send_lookup_otp(platform: Platform, client: str, data: LookupOtpIn) -> LookupOtpSent:
@@ -175,14 +207,12 @@ def citizen_result(platform: Platform, row: dict[str, Any], versions: list[dict[
     )
 
 
-async def _sample_for_code(platform: Platform, raw_code: str, *, lock: bool = False) -> dict[str, Any] | None:
+async def _sample_for_code(platform: Platform, raw_code: str) -> dict[str, Any] | None:
     code = normalize_code(raw_code)
     if code is None:
         return None
     digest = code_digest(platform.settings.secret_key, RESULT_CODE, code)
     query = _lookup_query().where(Sample.result_code_hash == digest)
-    if lock and platform.db.kind == "postgres":
-        query = query.lock_rows(of=(Sample,))  # SQLite's write transaction already holds the lock
     row = await query.first()
     return dict(row) if row is not None else None
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from core import Conflict, InvalidInput, NotFound, Resource, clock
+from plugins.testing import bulk
 from plugins.testing.catalogue import get_test_type
 from plugins.testing.identifiers import new_label, parse_label
 from plugins.testing.places import NO_LAB, load_site, site_of, use_label
@@ -205,62 +206,62 @@ def pool_resource(row: dict[str, Any]) -> Resource:
 # -- deconvolution (called by results when a pool's result is entered) ---------------------
 
 
-async def members_of(pool_ids: list[str]) -> dict[str, list[str]]:
+async def members_of(platform: Platform, pool_ids: list[str]) -> dict[str, list[str]]:
     """The member sample ids of each pool."""
     members: dict[str, list[str]] = {pool_id: [] for pool_id in pool_ids}
-    for chunk in _chunks(pool_ids):
-        for row in await Sample.select(Sample.id, Sample.pool).where(Sample.pool.is_in(chunk)).order_by(Sample.id):
-            members[row["pool"]].append(row["id"])
+    rows = await bulk.select_in(
+        platform, 'SELECT "id", "pool" FROM testing_sample WHERE {in} ORDER BY "id"', '"pool"', pool_ids
+    )
+    for row in rows:
+        members[row["pool"]].append(row["id"])
     return members
 
 
-async def close_pools(outcomes: dict[str, tuple[str, float | None]], *, by: str, now: datetime) -> None:
+async def close_pools(
+    platform: Platform, outcomes: dict[str, tuple[str, float | None]], *, by: str, now: datetime
+) -> None:
     """Store each pool's own outcome; every pool must still be waiting for its result."""
-    for pool_id, (outcome, ct_value) in outcomes.items():
-        done = (
-            await Pool.update(
-                {Pool.status: outcome, Pool.outcome_at: now, Pool.ct_value: ct_value, Pool.entered_by: by}
-            )
-            .where((Pool.id == pool_id) & (Pool.status == "at_lab"))
-            .returning(Pool.id)
-        )
-        if not done:
-            raise Conflict(f"label: pool {pool_id} got a result from another request at the same time")
+    closed = await bulk.update_each(
+        platform,
+        Pool,
+        {"status": "varchar", "outcome_at": "timestamptz", "ct_value": "float8", "entered_by": "varchar"},
+        [(pool_id, outcome, now, ct_value, by) for pool_id, (outcome, ct_value) in outcomes.items()],
+        only_if="status = 'at_lab'",
+    )
+    if len(closed) != len(outcomes):
+        late = sorted(set(outcomes) - set(closed))
+        raise Conflict(f"label: pool {late[0]} got a result from another request at the same time")
 
 
-async def order_retests(pool_outcomes: dict[str, str], members: dict[str, list[str]], *, now: datetime) -> list[str]:
-    """Individual retest orders for every member of the positive or invalid pools; returns their ids."""
-    ordered: list[str] = []
+async def order_retests(
+    platform: Platform,
+    pool_outcomes: dict[str, str],
+    members: dict[str, list[str]],
+    labs: dict[str, tuple[str, str]],
+    *,
+    now: datetime,
+) -> list[str]:
+    """Individual retest orders for every member of the positive or invalid pools; returns their ids.
+
+    ``labs`` gives each pool's lab and the lab's province, where its members are retested.
+    """
+    orders: list[tuple[Any, ...]] = []
+    by_reason: dict[str, list[str]] = {}
     for pool_id, outcome in pool_outcomes.items():
         plan = dorfman(outcome, members[pool_id])
-        if not plan.retest:
-            continue
         reason = f"pool_{outcome}"
-        pool = await Pool.select(Pool.lab, Pool.lab_province).where(Pool.id == pool_id).first()
-        assert pool is not None
-        await RetestOrder.insert(
-            *[
-                RetestOrder(
-                    id=uuid.uuid4(),
-                    sample=sample_id,
-                    pool=pool_id,
-                    lab=pool["lab"],
-                    province=pool["lab_province"],
-                    reason=reason,
-                    ordered_at=now,
-                )
-                for sample_id in plan.retest
-            ]
-        )
-        moved = (
-            await Sample.update({Sample.status: "retest", Sample.retest_ordered_at: now, Sample.retest_reason: reason})
-            .where(Sample.id.is_in(list(plan.retest)) & (Sample.status == "at_lab"))
-            .returning(Sample.id)
-        )
-        if len(moved) != len(plan.retest):
-            raise Conflict(f"label: members of pool {pool_id} changed while its result was entered; try again")
-        ordered.extend(plan.retest)
-    return ordered
+        lab, province = labs[pool_id]
+        orders.extend((uuid.uuid4(), sample_id, pool_id, lab, province, reason, now) for sample_id in plan.retest)
+        by_reason.setdefault(reason, []).extend(plan.retest)
+    await bulk.insert(
+        platform, RetestOrder, ("id", "sample", "pool", "lab", "province", "reason", "ordered_at"), orders
+    )
+    for reason, samples in by_reason.items():
+        changes = {"status": "retest", "retest_ordered_at": now, "retest_reason": reason}
+        moved = await bulk.update_ids(platform, Sample, changes, samples, only_if="status = 'at_lab'")
+        if moved != len(samples):
+            raise Conflict("label: members of these pools changed while their results were entered; try again")
+    return [order[1] for order in orders]
 
 
 def _sample_labels(raw: list[str]) -> list[str]:
@@ -280,10 +281,6 @@ def _sample_labels(raw: list[str]) -> list[str]:
 def _locked(platform: Platform, query: Any) -> Any:
     """``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's write transaction already holds the lock."""
     return query.lock_rows() if platform.db.kind == "postgres" else query
-
-
-def _chunks(items: list[str], size: int = 500) -> list[list[str]]:
-    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _utc(value: datetime | None) -> datetime | None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Request, Response, get, patch, post
 from litestar.exceptions import ValidationException
-from litestar.params import FromPath, JSONBody, Parameter, RawBody
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter, RawBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from core.web.guard import PlatformDep, PrincipalDep, client_address
@@ -147,8 +147,8 @@ async def list_samples(
     platform: PlatformDep,
     site: Place = None,
     lab: Place = None,
-    status: Literal["collected", "pooled", "at_lab", "retest", "resulted"] | None = None,
-    collected_since: datetime | None = None,
+    status: FromQuery[Literal["collected", "pooled", "at_lab", "retest", "resulted"] | None] = None,
+    collected_since: FromQuery[datetime | None] = None,
     after: Annotated[str | None, Parameter(max_length=40)] = None,
     limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
 ) -> list[SampleSummary]:
@@ -325,8 +325,8 @@ async def fhir_sample(sample_id: FromPath[str], principal: PrincipalDep, platfor
 async def fhir_results(
     principal: PrincipalDep,
     platform: PlatformDep,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: FromQuery[datetime | None] = None,
+    until: FromQuery[datetime | None] = None,
     limit: Annotated[int, Parameter(ge=1, le=5000)] = 1000,
 ) -> Response[bytes]:
     return _fhir(await fhir.results_bundle(platform, principal, since=since, until=until, limit=limit))
@@ -355,7 +355,7 @@ async def retests(principal: PrincipalDep, platform: PlatformDep, lab: Place = N
 async def case_reports(
     principal: PrincipalDep,
     platform: PlatformDep,
-    since: datetime | None = None,
+    since: FromQuery[datetime | None] = None,
     limit: Annotated[int, Parameter(ge=1, le=5000)] = 500,
 ) -> list[CaseReportView]:
     return await results.case_reports(platform, principal, since=since, limit=limit)
@@ -370,9 +370,9 @@ async def case_reports(
 async def turnaround_times(
     principal: PrincipalDep,
     platform: PlatformDep,
-    group_by: Literal["lab", "site"] = "lab",
-    since: datetime | None = None,
-    until: datetime | None = None,
+    group_by: FromQuery[Literal["lab", "site"]] = "lab",
+    since: FromQuery[datetime | None] = None,
+    until: FromQuery[datetime | None] = None,
 ) -> TurnaroundView:
     return await turnaround.turnaround(platform, principal, group_by=group_by, since=since, until=until)
 

@@ -318,3 +318,32 @@ def _references(value):
         for item in value:
             found |= _references(item)
     return found
+
+
+def test_csv_rows_read_inline_and_carefully_agree():
+    """Plain rows take the fast path; anything unusual gets the careful path, with the same checks."""
+    from plugins.testing.imports import parse_csv
+
+    labels = [new_label("sample") for _ in range(9)]
+    rows = [
+        f"{labels[0]},negative,",
+        f"{labels[1]},positive,60.0",
+        f"{labels[2]},Negative,",  # a word in another case
+        f" {labels[3]} ,neg,24,5",  # spaces around the label, a decimal comma: quoted below
+        f"{labels[4]},positive,60.5",  # past 60
+        f"\t{labels[5]},negative,",  # a tab first: a formula look-alike
+        f"{labels[6]},negative,=1+1",
+        f"{labels[7]},maybe,",
+        f"{labels[8]},invalid,0",
+    ]
+    rows[3] = f' {labels[3]} ,neg,"24,5"'
+    entries, errors = parse_csv(("label,outcome,ct_value\n" + "\n".join(rows)).encode(), max_rows=100)
+    found = {entry.row: (entry.label.strip(), entry.outcome, entry.ct_value) for entry in entries}
+    assert found == {
+        2: (labels[0], "negative", None),
+        3: (labels[1], "positive", 60.0),
+        4: (labels[2], "negative", None),
+        5: (labels[3], "negative", 24.5),
+        10: (labels[8], "invalid", 0.0),
+    }
+    assert [(e.row, e.column) for e in errors] == [(6, "ct_value"), (7, "label"), (8, "ct_value"), (9, "outcome")]
