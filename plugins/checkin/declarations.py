@@ -122,7 +122,9 @@ async def questionnaire_for(platform: Platform, venue: VenueFacts) -> Questionna
     questions = list(NATIONAL_QUESTIONS)
     known = {q.id for q in questions}
     added: list[Question] = []
-    groups = await platform.hooks.collect("checkin_declaration_questions", province=venue.province, venue=venue)
+    groups = await platform.hooks.collect(
+        "checkin_declaration_questions", province=venue.province, venue=venue, platform=platform
+    )
     for group in groups:
         for question in group:
             if not isinstance(question, Question) or question.id in known:

@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING
 from core.markers import hookspec
 
 if TYPE_CHECKING:
+    from core.platform import Platform
     from plugins.checkin.declarations import Question
     from plugins.checkin.venues import VenueFacts, VenueType
 
 
 @hookspec
-def checkin_declaration_questions(venue: VenueFacts) -> list[Question] | Awaitable[list[Question] | None] | None:
+def checkin_declaration_questions(
+    venue: VenueFacts, platform: Platform
+) -> list[Question] | Awaitable[list[Question] | None] | None:
     """Add questions to the health declaration made at ``venue``.
 
     Called for the venue's province each time the questionnaire for one of
@@ -32,6 +35,8 @@ def checkin_declaration_questions(venue: VenueFacts) -> list[Question] | Awaitab
 
     :param venue: The venue (id, name, province, district, ward, type,
         capacity, site): no personal data.
+    :param platform: The running platform (settings, database, hooks), for
+        example ``platform.plugin_config("<your plugin>")``.
     :returns: A list of ``plugins.checkin.declarations.Question``, or
         ``None`` to add nothing.
     """
@@ -53,18 +58,22 @@ def checkin_venue_types(province_code: str) -> list[VenueType] | None:
 
 
 @hookspec
-def checkin_risk_weight(venue: VenueFacts, overlap_minutes: int, degree: int) -> float | None:
+def checkin_risk_weight(
+    venue: VenueFacts, overlap_minutes: int, degree: int, platform: Platform
+) -> float | Awaitable[float | None] | None:
     """Weigh the risk of one contact met at ``venue``, by the province's rules.
 
     Called for the venue's province by tracing, after the venue type's
     weight is applied. The answers of all plugins are multiplied together
-    into the contact's risk score. The answer must depend only on the
-    arguments: a trace asks once per distinct (venue, overlap, degree) and
-    reuses it for every exposure with the same three.
+    into the contact's risk score. May be async (a rule read from the
+    database). The answer must depend only on the arguments: a trace asks
+    once per distinct (venue, overlap, degree) and reuses it for every
+    exposure with the same three.
 
     :param venue: Where the contact overlapped with the case (or the F1).
     :param overlap_minutes: How long they overlapped, tail included.
     :param degree: 1 for a contact of the case (F1), 2 for a contact of an F1.
+    :param platform: The running platform (settings, database, hooks).
     :returns: A multiplier (``1.0`` changes nothing, ``2.0`` doubles the
         risk, ``0`` discounts the contact), or ``None`` for no opinion.
         Negative answers are ignored.

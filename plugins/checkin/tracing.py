@@ -429,6 +429,7 @@ class _VenueWeights:
                 venue=venue,
                 overlap_minutes=minutes,
                 degree=degree,
+                platform=self._platform,
             )
             for answer in answers:
                 if isinstance(answer, int | float) and answer >= 0:

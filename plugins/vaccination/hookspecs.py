@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 @hookspec
-def vaccination_priority_groups(province_code: str) -> list[PriorityGroup] | None:
+def vaccination_priority_groups(province_code: str, platform: Platform) -> list[PriorityGroup] | None:
     """Add priority groups for one province, next to the national list.
 
     Called for a province (only the national plugins and that province's
@@ -29,6 +29,7 @@ def vaccination_priority_groups(province_code: str) -> list[PriorityGroup] | Non
     opened, and when a waitlist is ordered.
 
     :param province_code: The two-digit province code the groups are for.
+    :param platform: The running platform (settings, database, hooks).
     :returns: A list of ``PriorityGroup`` whose codes start with the province
         code and a dot (``"01.shippers"``); groups with other codes are
         ignored and logged. ``None`` adds nothing.

@@ -448,7 +448,9 @@ async def _session_views(where: Any, limit: int = 500) -> list[SessionView]:
 async def priority_groups(platform: Platform, province: str) -> list[PriorityGroup]:
     """The national groups and the ones ``province``'s plugins add, in rank order."""
     groups = list(NATIONAL_GROUPS)
-    contributed = await platform.hooks.collect("vaccination_priority_groups", province=province, province_code=province)
+    contributed = await platform.hooks.collect(
+        "vaccination_priority_groups", province=province, province_code=province, platform=platform
+    )
     for group in (g for batch in contributed for g in batch):
         if not isinstance(group, PriorityGroup) or not group.code.startswith(f"{province}."):
             log.warning("priority_group.ignored", province=province, group=getattr(group, "code", repr(group)))

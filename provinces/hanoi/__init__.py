@@ -57,17 +57,10 @@ def register_routes(settings: Settings) -> list[Any]:
 
 
 @hookimpl
-def startup(platform: Platform) -> None:
-    from provinces.hanoi.settings import remember
-
-    remember(platform)
-
-
-@hookimpl
-def checkin_declaration_questions(venue: VenueFacts) -> list[Question]:
+def checkin_declaration_questions(venue: VenueFacts, platform: Platform) -> list[Question]:
     from provinces.hanoi.declarations import questions
 
-    return questions()
+    return questions(platform.plugin_config("hanoi"))
 
 
 @hookimpl

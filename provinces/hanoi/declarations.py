@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 from plugins.checkin.declarations import Question
-from provinces.hanoi.settings import current
+from provinces.hanoi.settings import HanoiSettings
 
 TRAVEL_PERMIT = "hn.travel_permit"
 WORKPLACE = "hn.workplace"
 LOCKDOWN_AREA = "hn.lockdown_area"
 
 
-def questions() -> list[Question]:
+def questions(settings: HanoiSettings) -> list[Question]:
     return [
         Question(
             id=TRAVEL_PERMIT,
             kind="text",
             text_vi="Số giấy đi đường (do công an phường, xã cấp)",
             text_en="Travel permit number (issued by the ward police)",
-            required=current().travel_permit_required,
+            required=settings.travel_permit_required,
         ),
         Question(
             id=WORKPLACE,

@@ -61,13 +61,6 @@ def register_routes(settings: Settings) -> list[Any]:
 
 
 @hookimpl
-def startup(platform: Platform) -> None:
-    from provinces.hcmc.settings import remember
-
-    remember(platform)
-
-
-@hookimpl
 def checkin_venue_types(province_code: str) -> list[VenueType]:
     from provinces.hcmc.venues import venue_types
 
@@ -82,11 +75,13 @@ def checkin_declaration_questions(venue: VenueFacts) -> list[Question]:
 
 
 @hookimpl
-def checkin_risk_weight(venue: VenueFacts, overlap_minutes: int, degree: int) -> Awaitable[float | None]:
+def checkin_risk_weight(
+    venue: VenueFacts, overlap_minutes: int, degree: int, platform: Platform
+) -> Awaitable[float | None]:
     # The zone map lives in the database: the core awaits what a hook returns.
     from provinces.hcmc.zones import weight_at
 
-    return weight_at(venue)
+    return weight_at(venue, platform.plugin_config("hcmc"))
 
 
 @hookimpl

@@ -16,8 +16,8 @@ AreaPath = Annotated[str, Parameter(pattern=AREA_PATTERN)]
 
 
 @get("/zones", opt={"public": True}, tags=TAGS, summary="The city's risk-zone map (published, no personal data)")
-async def list_zones() -> list[ZoneView]:
-    return await zones.zone_views()
+async def list_zones(platform: PlatformDep) -> list[ZoneView]:
+    return await zones.zone_views(platform)
 
 
 @put(

@@ -1,21 +1,10 @@
-"""The city's settings section, ``[plugin.hcmc]`` (or ``PHONGDICH_PLUGIN__HCMC__<FIELD>``).
-
-The tracing hook gets no platform, so the settings are also kept per
-database at start-up: a hook reads the settings of the platform whose
-database is active, the same rule by which Piccolo's tables find theirs.
-"""
+"""The city's settings section, ``[plugin.hcmc]`` (or ``PHONGDICH_PLUGIN__HCMC__<FIELD>``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
-from weakref import WeakKeyDictionary
+from typing import Annotated
 
 import msgspec
-
-from core import storage
-
-if TYPE_CHECKING:
-    from core.platform import Platform
 
 Weight = Annotated[float, msgspec.Meta(ge=0, le=20)]
 
@@ -38,15 +27,3 @@ class HcmcSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
     def weight(self, level: str) -> float:
         return float(getattr(self, f"weight_{level}"))
-
-
-_by_database: WeakKeyDictionary[storage.Database, HcmcSettings] = WeakKeyDictionary()
-
-
-def remember(platform: Platform) -> None:
-    _by_database[platform.db] = platform.plugin_config("hcmc")
-
-
-def current() -> HcmcSettings:
-    """The settings of the platform whose database is active (defaults before any start-up)."""
-    return _by_database.get(storage.active()) or HcmcSettings()

@@ -17,7 +17,7 @@ from weakref import WeakKeyDictionary
 from core import InvalidInput, Resource, clock, storage
 from provinces.hcmc import PROVINCE
 from provinces.hcmc.schemas import Level, ZoneBody, ZoneView
-from provinces.hcmc.settings import current
+from provinces.hcmc.settings import HcmcSettings
 from provinces.hcmc.tables import RiskZone
 
 if TYPE_CHECKING:
@@ -33,11 +33,11 @@ DISTRICTS = range(760, 788)
 _maps: WeakKeyDictionary[storage.Database, tuple[float, dict[str, str]]] = WeakKeyDictionary()
 
 
-async def weight_at(venue: VenueFacts) -> float | None:
+async def weight_at(venue: VenueFacts, settings: HcmcSettings) -> float | None:
     """The zone weight of the venue's ward, else of its district; None where nobody graded the area."""
-    levels = await _zone_map()
+    levels = await _zone_map(settings)
     level = levels.get(venue.ward) or levels.get(venue.district)
-    return None if level is None else current().weight(level)
+    return None if level is None else settings.weight(level)
 
 
 async def set_level(platform: Platform, principal: Principal, area: str, body: ZoneBody) -> ZoneView:
@@ -55,18 +55,24 @@ async def set_level(platform: Platform, principal: Principal, area: str, body: Z
     )
     # This worker uses the new level at once; the others within zone_cache_seconds.
     _maps.pop(storage.active(), None)
-    return _view({"area": area, "level": body.level, "note": body.note, "set_at": now})
+    return _view({"area": area, "level": body.level, "note": body.note, "set_at": now}, settings_of(platform))
 
 
-async def zone_views() -> list[ZoneView]:
+async def zone_views(platform: Platform) -> list[ZoneView]:
     rows = await RiskZone.select().order_by(RiskZone.area)
-    return [_view(row) for row in rows]
+    settings = settings_of(platform)
+    return [_view(row, settings) for row in rows]
 
 
-async def _zone_map() -> dict[str, str]:
+def settings_of(platform: Platform) -> HcmcSettings:
+    settings: HcmcSettings = platform.plugin_config("hcmc")
+    return settings
+
+
+async def _zone_map(settings: HcmcSettings) -> dict[str, str]:
     database = storage.active()
     cached = _maps.get(database)
-    if cached is not None and time.monotonic() - cached[0] < current().zone_cache_seconds:
+    if cached is not None and time.monotonic() - cached[0] < settings.zone_cache_seconds:
         return cached[1]
     rows = await RiskZone.select(RiskZone.area, RiskZone.level)
     levels = {row["area"]: row["level"] for row in rows}
@@ -74,13 +80,13 @@ async def _zone_map() -> dict[str, str]:
     return levels
 
 
-def _view(row: dict[str, Any]) -> ZoneView:
+def _view(row: dict[str, Any], settings: HcmcSettings) -> ZoneView:
     level = cast(Level, row["level"])
     return ZoneView(
         area=row["area"],
         kind="district" if len(row["area"]) == 3 else "ward",
         level=level,
-        weight=current().weight(level),
+        weight=settings.weight(level),
         note=row["note"],
         set_at=row["set_at"],
     )

@@ -19,7 +19,6 @@ HANOI_HOOKS = [
     "register_routes",
     "register_settings",
     "send_message",
-    "startup",
     "vaccination_priority_groups",
 ]
 HCMC_HOOKS = [
@@ -30,7 +29,6 @@ HCMC_HOOKS = [
     "register_roles",
     "register_routes",
     "register_settings",
-    "startup",
     "vaccination_priority_groups",
 ]
 
