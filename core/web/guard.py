@@ -82,7 +82,7 @@ async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> P
     return principal
 
 
-async def provide_principal(request: Request[Any, Any, Any], platform: Platform) -> Principal:
+async def provide_principal(request: Request[Any, Any, Any], platform: PlatformDep) -> Principal:
     """Dependency ``principal``: the authenticated principal (the guard has made sure of it).
 
     It takes ``platform`` only so that Litestar resolves the two one after the
