@@ -5,11 +5,17 @@ test name) or ``ma`` (rapid test device id), ``sc`` (collection time),
 ``tr`` (not detected), ``tc`` (the testing centre), the country, the issuer
 and a UVCI. It is signed with the document signer in ``keys_dir`` through
 ``core.dcc``; anyone with the published trust list verifies it offline.
+
+Every certificate issued is kept, so that correcting the result it was
+issued for revokes it: revoked certificates are published as the DCC
+revocation scheme's hashes (the format the vaccination plugin publishes),
+and ``verify`` reports them as revoked.
 """
 
 from __future__ import annotations
 
 import base64
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +28,8 @@ from core import Conflict, clock, dcc
 from plugins.testing.catalogue import known_test_types
 from plugins.testing.places import settings_of
 from plugins.testing.samples import PURPOSE, sample_resource
-from plugins.testing.tables import CollectionSite, Sample
+from plugins.testing.schemas import RevocationListView, VerificationView
+from plugins.testing.tables import CollectionSite, IssuedCertificate, Sample
 
 if TYPE_CHECKING:
     from core.platform import Platform
@@ -84,13 +91,115 @@ async def issue(platform: Platform, holder: Principal, sample_id: str) -> TestCe
     family, _, given = row["full_name"].partition(" ")
     certificate = dcc.hcert(dcc.person_name(family, given), row["date_of_birth"].isoformat(), kind="t", entry=entry)
     text = dcc.encode(certificate, signer=signer, issuer=settings.country, issued_at=now, expires_at=expires)
-    await platform.audit.record(holder, "testing.certificate.issue", sample_resource(row), purpose=PURPOSE)
+    kid = base64.b64encode(signer.kid).decode()
+    async with platform.db.transaction():
+        # The sample is locked and checked again: a correction either waits for this certificate (and
+        # revokes it) or has committed already (and this one is refused), never slips in between.
+        query = Sample.select(Sample.result, Sample.result_version).where(Sample.id == row["id"])
+        current = await (query.lock_rows() if platform.db.kind == "postgres" else query).first()
+        if current is None or (current["result"], current["result_version"]) != ("negative", row["result_version"]):
+            raise Conflict("certificate: the result was corrected just now; ask for the certificate again")
+        await IssuedCertificate.insert(
+            IssuedCertificate(
+                id=uuid.uuid4(),
+                identifier=entry["ci"],
+                sample=row["id"],
+                result_version=row["result_version"],
+                subject_id=row["subject_id"],
+                province=row["province"],
+                kid=kid,
+                content=text,
+                issued_at=now,
+                expires_at=expires,
+            )
+        )
+        await platform.audit.record(holder, "testing.certificate.issue", sample_resource(row), purpose=PURPOSE)
     return TestCertificate(
         sample_id=row["id"],
         certificate=text,
         qr_svg=str(segno.make(text, error="q").svg_inline(scale=3, border=4)),
         expires_at=expires,
-        kid=base64.b64encode(signer.kid).decode(),
+        kid=kid,
+    )
+
+
+async def revoke_for_samples(
+    platform: Platform, principal: Principal, rows: list[dict[str, Any]], *, reason: str, now: datetime
+) -> int:
+    """Revoke every live certificate of these samples (their result was corrected); returns how many.
+
+    Call in the correction's transaction, after the samples were updated. Audited per sample.
+    """
+    if not rows:
+        return 0
+    revoked = (
+        await IssuedCertificate.update({IssuedCertificate.revoked_at: now, IssuedCertificate.revocation_reason: reason})
+        .where(IssuedCertificate.sample.is_in([row["id"] for row in rows]) & IssuedCertificate.revoked_at.is_null())
+        .returning(IssuedCertificate.sample)
+    )
+    samples = {row["sample"] for row in revoked}
+    if samples:
+        await platform.audit.record(
+            principal,
+            "testing.certificate.revoke",
+            [sample_resource(row) for row in rows if row["id"] in samples],
+            purpose=PURPOSE,
+            detail=reason,
+        )
+    return len(revoked)
+
+
+async def revocation_list(platform: Platform) -> RevocationListView:
+    """The revoked certificates that have not expired yet, as the DCC revocation scheme's three hashes."""
+    rows = await IssuedCertificate.select(IssuedCertificate.content).where(
+        IssuedCertificate.revoked_at.is_not_null() & (IssuedCertificate.expires_at > clock.now())
+    )
+    hashes: dict[str, set[str]] = {"UCI": set(), "COUNTRYCODEUCI": set(), "SIGNATURE": set()}
+    for row in rows:
+        try:
+            values = dcc.revocation_hashes(dcc.decode(row["content"]))
+        except dcc.InvalidCertificate:
+            continue
+        for kind, value in values.items():
+            hashes[kind].add(value)
+    return RevocationListView(
+        country=settings_of(platform).country,
+        generated_at=clock.now(),
+        hashes={kind: sorted(values) for kind, values in hashes.items()},
+    )
+
+
+async def verify(platform: Platform, text: str) -> VerificationView:
+    """Check an ``HC1:`` test certificate: signature, dates and revocation; shows name and birth date only.
+
+    Like the vaccination plugin's, it stores nothing and logs nothing about the holder.
+    """
+    try:
+        trust = _keystore(platform).trust_list()
+    except dcc.KeysMissing:
+        return VerificationView(valid=False, reason="This service has no trust list yet.")
+    try:
+        decoded = dcc.verify(text, trust, now=clock.now())
+        certificate = decoded.hcert
+        entry = _test_entry(certificate)
+    except dcc.InvalidCertificate as exc:
+        return VerificationView(valid=False, reason=str(exc))
+    identifier = str(entry.get("ci", ""))
+    revoked = await IssuedCertificate.exists().where(
+        (IssuedCertificate.identifier == identifier) & IssuedCertificate.revoked_at.is_not_null()
+    )
+    if revoked:
+        return VerificationView(
+            valid=False, revoked=True, reason="The certificate was revoked by its issuer: the result was corrected."
+        )
+    name = certificate.get("nam") if isinstance(certificate.get("nam"), dict) else {}
+    shown = " ".join(str(part) for part in (name.get("fn"), name.get("gn")) if part)
+    return VerificationView(
+        valid=True,
+        reason="Valid: signed by a trusted key, unaltered, not expired and not revoked.",
+        name=shown or None,
+        birth_date=str(certificate.get("dob", "")) or None,
+        summary=f"COVID-19 test, not detected, sampled {entry.get('sc')} at {entry.get('tc')}",
     )
 
 
@@ -113,6 +222,15 @@ async def _sample(sample_id: str) -> dict[str, Any]:
         raise Conflict(f"certificate: no sample {sample_id}")
     site = await CollectionSite.select(CollectionSite.name).where(CollectionSite.code == row["site"]).first()
     return {**row, "site_name": site["name"] if site else row["site"]}
+
+
+def _test_entry(certificate: dict[str, Any]) -> dict[str, Any]:
+    entries = certificate.get("t")
+    if not (isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict)):
+        raise dcc.InvalidCertificate("payload", "not a test certificate")
+    if entries[0].get("tr") != NOT_DETECTED:
+        raise dcc.InvalidCertificate("payload", "not a negative test certificate")
+    return entries[0]
 
 
 def _keystore(platform: Platform) -> dcc.KeyStore:

@@ -15,9 +15,10 @@ from typing import Any
 import click
 import msgspec
 
-from core import NotFound, Principal, clock
+from core import InvalidInput, NotFound, Principal, clock
 from plugins.testing import imports, places, pooling, reception, results, samples, turnaround
 from plugins.testing.catalogue import known_test_types
+from plugins.testing.identifiers import parse_label
 from plugins.testing.schemas import CorrectionIn, LabelsIn, LabIn, PersonIn, PoolIn, SampleIn, SiteIn
 
 
@@ -227,14 +228,30 @@ def import_results(obj: Any, lab: str, kind: str, path: str) -> None:
 @testing.command("correct")
 @click.option("--reason", required=True)
 @click.option("--ct", "ct_value", type=click.FloatRange(0, 60))
-@click.argument("sample_id")
+@click.argument("label")
 @click.argument("outcome", type=click.Choice(["negative", "positive", "invalid"]))
 @click.pass_obj
-def correct(obj: Any, reason: str, ct_value: float | None, sample_id: str, outcome: str) -> None:
-    """Correct a released result; the person is told again."""
+def correct(obj: Any, reason: str, ct_value: float | None, label: str, outcome: str) -> None:
+    """Correct a released result of a sample or a pool (its members are derived again); people are told again."""
     data = _convert({"outcome": outcome, "reason": reason, "ct_value": ct_value}, CorrectionIn)
-    versions = _run(obj, lambda p: results.correct_result(p, operator(), sample_id, data))
-    click.echo(f"{sample_id} is now {versions[-1].outcome} (version {versions[-1].version}).")
+    try:
+        kind, label = parse_label(label, "label")
+    except InvalidInput as exc:
+        raise click.ClickException(str(exc)) from exc
+    if kind == "sample":
+        versions = _run(obj, lambda p: results.correct_result(p, operator(), label, data))
+        click.echo(f"{label} is now {versions[-1].outcome} (version {versions[-1].version}).")
+        return
+    done = _run(obj, lambda p: results.correct_pool(p, operator(), label, data))
+    click.echo(f"Pool {label} is now {done.pool.status} (version {done.pool.result_version}).")
+    if done.withdrawn:
+        click.echo(f"Negative withdrawn and retest ordered: {', '.join(done.withdrawn)}")
+    if done.released:
+        click.echo(f"Negative released, retest cancelled: {', '.join(done.released)}")
+    if done.kept:
+        click.echo(f"Own result kept: {', '.join(done.kept)}")
+    if done.revoked_certificates:
+        click.echo(f"{done.revoked_certificates} certificate(s) revoked.")
 
 
 # -- monitoring ------------------------------------------------------------------------------

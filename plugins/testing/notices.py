@@ -7,7 +7,8 @@ releases (one result, a pool) are told as soon as they commit, and the
 ``testing.notices.send`` job tells the rest. A queued sample is claimed
 before it is told, so two workers never tell it twice, and retried when
 its channel fails. The person hears the sample's latest result: as a plain
-result if they were told nothing before, else as a correction.
+result if they were told nothing before, else as a correction; a result
+withdrawn by a pool correction is taken back if they had been told it.
 """
 
 from __future__ import annotations
@@ -83,11 +84,18 @@ async def send_pending(platform: Platform, *, samples: list[str] | None = None, 
         Sample.result,
         Sample.result_version,
         Sample.notified_version,
+        Sample.retest_reason,
         Sample.person.full_name.as_alias("full_name"),
         Sample.person.phone.as_alias("phone"),
     ).where(Sample.id.is_in(list(queued_at) or [""]))
     told = 0
     for row in rows:
+        if row["result"] is None and row["notified_version"] == 0:
+            # A result withdrawn before it was told: there is nothing to take back.
+            await UntoldResult.delete().where(
+                (UntoldResult.sample == row["id"]) & (UntoldResult.queued_at == queued_at[row["id"]])
+            )
+            continue
         try:
             await platform.messages.send(_message(platform, row))
         except Exception as exc:
@@ -122,6 +130,21 @@ async def send_job(platform: Platform) -> str:
 
 def _message(platform: Platform, row: dict[str, Any]) -> Message:
     test_type = known_test_types(platform).get(row["test_type"])
+    if row["result"] is None:
+        body_vi, body_en = withdrawn_message(
+            full_name=row["full_name"],
+            test_name_vi=test_type.name_vi if test_type else row["test_type"],
+            test_name_en=test_type.name_en if test_type else row["test_type"],
+            collected_at=clock.as_utc(row["collected_at"]),
+        )
+        return Message(
+            channel="sms",
+            recipient=row["phone"],
+            kind="testing.result.withdrawn",
+            body_vi=body_vi,
+            body_en=body_en,
+            province=row["province"],
+        )
     body_vi, body_en = result_message(
         full_name=row["full_name"],
         test_name_vi=test_type.name_vi if test_type else row["test_type"],
@@ -174,6 +197,21 @@ def result_message(
     return (
         f"{prefix_vi}Ket qua xet nghiem {ascii_text(test_name_vi)} cua {name} (lay mau {day}): {word_vi}.{advice_vi}",
         f"{prefix_en}{test_name_en} result for {name} (sampled {day}): {word_en}.{advice_en}",
+    )
+
+
+def withdrawn_message(
+    *, full_name: str, test_name_vi: str, test_name_en: str, collected_at: datetime
+) -> tuple[str, str]:
+    """The SMS when a corrected pool result takes back the negative the person was told."""
+    day = collected_at.astimezone(VIETNAM).strftime("%d/%m/%Y")
+    name = ascii_text(full_name)
+    return (
+        f"DINH CHINH: Ket qua AM TINH xet nghiem {ascii_text(test_name_vi)} cua {name} (lay mau {day}) da bi thu hoi "
+        "vi ket qua mau gop da duoc dinh chinh. Mau cua ban dang duoc xet nghiem lai rieng; ket qua moi se duoc gui "
+        "toi ban.",
+        f"CORRECTED: The NEGATIVE {test_name_en} result for {name} (sampled {day}) is withdrawn because the pooled "
+        "test result was corrected. Your sample is being tested again on its own; you will get the new result.",
     )
 
 

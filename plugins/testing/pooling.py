@@ -20,8 +20,8 @@ from plugins.testing import bulk
 from plugins.testing.catalogue import get_test_type
 from plugins.testing.identifiers import new_label, parse_label
 from plugins.testing.places import NO_LAB, load_site, site_of, use_label
-from plugins.testing.schemas import PoolAdd, PoolIn, PoolView, RetestView
-from plugins.testing.tables import Pool, RetestOrder, Sample
+from plugins.testing.schemas import PoolAdd, PoolIn, PoolResultView, PoolView, RetestView
+from plugins.testing.tables import Pool, PoolResultVersion, RetestOrder, Sample
 
 if TYPE_CHECKING:
     from core.platform import Platform
@@ -144,6 +144,9 @@ async def pool_view(platform: Platform, principal: Principal, pool_label: str) -
     pool = await load_pool(pool_label)
     await platform.access.check(principal, "testing.pool.read", pool_resource(pool))
     members = await Sample.select(Sample.id).where(Sample.pool == pool["id"]).order_by(Sample.pooled_at)
+    versions = (
+        await PoolResultVersion.select().where(PoolResultVersion.pool == pool["id"]).order_by(PoolResultVersion.version)
+    )
     return PoolView(
         id=pool["id"],
         test_type=pool["test_type"],
@@ -158,6 +161,20 @@ async def pool_view(platform: Platform, principal: Principal, pool_label: str) -
         outcome_at=_utc(pool["outcome_at"]),
         ct_value=pool["ct_value"],
         members=[row["id"] for row in members],
+        result_version=pool["result_version"],
+        results=[
+            PoolResultView(
+                version=row["version"],
+                outcome=row["outcome"],
+                ct_value=row["ct_value"],
+                lab=row["lab"],
+                entered_by=row["entered_by"],
+                released_at=clock.as_utc(row["released_at"]),
+                current=row["current"],
+                reason=row["reason"],
+            )
+            for row in versions
+        ],
     )
 
 
@@ -218,19 +235,48 @@ async def members_of(platform: Platform, pool_ids: list[str]) -> dict[str, list[
 
 
 async def close_pools(
-    platform: Platform, outcomes: dict[str, tuple[str, float | None]], *, by: str, now: datetime
+    platform: Platform, outcomes: dict[str, tuple[str, float | None]], *, lab: str, by: str, now: datetime
 ) -> None:
-    """Store each pool's own outcome; every pool must still be waiting for its result."""
+    """Store each pool's own outcome as its version 1; every pool must still be waiting for its result."""
     closed = await bulk.update_each(
         platform,
         Pool,
-        {"status": "varchar", "outcome_at": "timestamptz", "ct_value": "float8", "entered_by": "varchar"},
-        [(pool_id, outcome, now, ct_value, by) for pool_id, (outcome, ct_value) in outcomes.items()],
+        {
+            "status": "varchar",
+            "outcome_at": "timestamptz",
+            "ct_value": "float8",
+            "entered_by": "varchar",
+            "result_version": "int4",
+        },
+        [(pool_id, outcome, now, ct_value, by, 1) for pool_id, (outcome, ct_value) in outcomes.items()],
         only_if="status = 'at_lab'",
     )
     if len(closed) != len(outcomes):
         late = sorted(set(outcomes) - set(closed))
         raise Conflict(f"label: pool {late[0]} got a result from another request at the same time")
+    await bulk.insert(
+        platform,
+        PoolResultVersion,
+        POOL_RESULT_COLUMNS,
+        [
+            (uuid.uuid4(), pool_id, 1, outcome, ct_value, lab, by, now, True, "")
+            for pool_id, (outcome, ct_value) in outcomes.items()
+        ],
+    )
+
+
+POOL_RESULT_COLUMNS = (
+    "id",
+    "pool",
+    "version",
+    "outcome",
+    "ct_value",
+    "lab",
+    "entered_by",
+    "released_at",
+    "current",
+    "reason",
+)
 
 
 async def order_retests(
@@ -262,6 +308,70 @@ async def order_retests(
         if moved != len(samples):
             raise Conflict("label: members of these pools changed while their results were entered; try again")
     return [order[1] for order in orders]
+
+
+# -- re-deriving members (called by results when a pool's result is corrected) ---------------
+
+
+async def check_pool(platform: Platform, principal: Principal, action: str, row: dict[str, Any]) -> None:
+    """Allow ``action`` when the pool's site side or, for a lab in another province, its lab side allows it."""
+    site_side = pool_resource(row)
+    if (await platform.access.decide(principal, action, site_side)).allowed:
+        return
+    if row["lab"] is not None and row["lab_province"] not in (None, row["province"]):
+        lab_side = Resource(kind="pool", id=row["id"], province=row["lab_province"], site=NO_LAB, lab=row["lab"])
+        if (await platform.access.decide(principal, action, lab_side)).allowed:
+            return
+    await platform.access.check(principal, action, site_side)
+
+
+async def reorder_retests(pool: dict[str, Any], samples: list[str], reason: str, *, now: datetime) -> None:
+    """Retest orders for members whose pool-derived result was withdrawn; a cancelled order opens again."""
+    if not samples:
+        return
+    orders = [
+        RetestOrder(
+            id=uuid.uuid4(),
+            sample=sample_id,
+            pool=pool["id"],
+            lab=pool["lab"],
+            province=pool["lab_province"],
+            reason=reason,
+            ordered_at=now,
+            done_at=None,
+            cancelled_at=None,
+        )
+        for sample_id in samples
+    ]
+    await RetestOrder.insert(*orders).on_conflict(
+        target=RetestOrder.sample,
+        action="DO UPDATE",
+        values=[
+            RetestOrder.pool,
+            RetestOrder.lab,
+            RetestOrder.province,
+            RetestOrder.reason,
+            RetestOrder.ordered_at,
+            RetestOrder.done_at,
+            RetestOrder.cancelled_at,
+        ],
+    )
+
+
+async def cancel_retests(samples: list[str], *, now: datetime) -> None:
+    """Close the open retest orders of members that took a corrected negative pool result."""
+    if samples:
+        await RetestOrder.update({RetestOrder.done_at: now, RetestOrder.cancelled_at: now}).where(
+            RetestOrder.sample.is_in(samples) & RetestOrder.done_at.is_null()
+        )
+
+
+async def change_retest_reason(pool_id: str, reason: str) -> None:
+    """A positive pool corrected to invalid, or back: its members are still retested, for the new reason."""
+    await RetestOrder.update({RetestOrder.reason: reason}).where(
+        (RetestOrder.pool == pool_id) & RetestOrder.done_at.is_null()
+    )
+    await Sample.update({Sample.retest_reason: reason}).where((Sample.pool == pool_id) & (Sample.status == "retest"))
 
 
 def _sample_labels(raw: list[str]) -> list[str]:

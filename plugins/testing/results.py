@@ -17,13 +17,20 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from core import Conflict, InvalidInput, NotFound, Resource, clock
-from plugins.testing import bulk, notices, pooling
+from plugins.testing import bulk, certificates, notices, pooling
 from plugins.testing.catalogue import known_test_types
 from plugins.testing.identifiers import parse_label
 from plugins.testing.places import lab_of, load_lab
 from plugins.testing.samples import PURPOSE, check_sample, load_sample, result_versions, result_view, sample_resource
-from plugins.testing.schemas import CaseReportView, CorrectionIn, ResultsEntered, ResultView, RowError
-from plugins.testing.tables import CaseReport, Pool, ResultVersion, RetestOrder, Sample
+from plugins.testing.schemas import (
+    CaseReportView,
+    CorrectionIn,
+    PoolCorrected,
+    ResultsEntered,
+    ResultView,
+    RowError,
+)
+from plugins.testing.tables import CaseReport, Pool, PoolResultVersion, ResultVersion, RetestOrder, Sample
 
 if TYPE_CHECKING:
     from core.platform import Platform
@@ -66,6 +73,8 @@ class _Release(msgspec.Struct, frozen=True, kw_only=True):
     ct_value: float | None
     source: Literal["individual", "pool", "correction"]
     pool: str | None = None
+    # The sample's result version before: above 0 when a pool correction withdrew its earlier result.
+    previous: int = 0
 
 
 # -- entering results -----------------------------------------------------------------------
@@ -95,6 +104,7 @@ async def enter_results(
         await pooling.close_pools(
             platform,
             {label: (entry.outcome, entry.ct_value) for label, (entry, _row) in pools.items()},
+            lab=lab_row["code"],
             by=principal.id,
             now=now,
         )
@@ -107,11 +117,17 @@ async def enter_results(
             for member in pooling.dorfman(outcome, members[pool_id]).negative
         ]
         releases.extend(
-            _Release(sample_id=label, outcome=entry.outcome, ct_value=entry.ct_value, source="individual")
-            for label, (entry, _status) in samples.items()
+            _Release(
+                sample_id=label,
+                outcome=entry.outcome,
+                ct_value=entry.ct_value,
+                source="individual",
+                previous=row["result_version"],
+            )
+            for label, (entry, row) in samples.items()
         )
         # A member's own result closes its retest order.
-        retested = [label for label, (_entry, status) in samples.items() if status == "retest"]
+        retested = [label for label, (_entry, row) in samples.items() if row["status"] == "retest"]
         await bulk.update_ids(
             platform, RetestOrder, {"done_at": now}, retested, only_if="done_at IS NULL", key="sample"
         )
@@ -144,7 +160,9 @@ async def _lab_for(platform: Platform, principal: Principal, lab: str | None) ->
 
 async def _check(
     platform: Platform, entries: list[ResultEntry], lab: str
-) -> tuple[list[_Problem], dict[str, tuple[ResultEntry, dict[str, Any]]], dict[str, tuple[ResultEntry, str]]]:
+) -> tuple[
+    list[_Problem], dict[str, tuple[ResultEntry, dict[str, Any]]], dict[str, tuple[ResultEntry, dict[str, Any]]]
+]:
     """Every problem with the entries, and the pools and samples to store when there are none."""
     problems: list[_Problem] = []
     parsed: list[tuple[ResultEntry, str, str]] = []
@@ -169,7 +187,7 @@ async def _check(
     sample_rows = await _fetch(platform, Sample, [label for _entry, kind, label in parsed if kind == "sample"])
     types = known_test_types(platform)
     pools: dict[str, tuple[ResultEntry, dict[str, Any]]] = {}
-    samples: dict[str, tuple[ResultEntry, str]] = {}
+    samples: dict[str, tuple[ResultEntry, dict[str, Any]]] = {}
     for entry, kind, label in parsed:
         row = (pool_rows if kind == "pool" else sample_rows).get(label)
         problem = _problem_with(entry, kind, label, row, lab)
@@ -188,7 +206,7 @@ async def _check(
         elif kind == "pool" and row is not None:
             pools[label] = (entry, row)
         elif row is not None:
-            samples[label] = (entry, row["status"])
+            samples[label] = (entry, row)
     return problems, pools, samples
 
 
@@ -229,15 +247,19 @@ def _problem_with(entry: ResultEntry, kind: str, label: str, row: dict[str, Any]
 async def _release(
     platform: Platform, principal: Principal, releases: list[_Release], *, lab: str, now: datetime
 ) -> list[str]:
-    """First results: store version 1, update the samples, queue the notices, report positives.
+    """Results: store each sample's next version, update the samples, queue the notices, report positives.
 
+    Nearly every release is a first result (version 1), stored set-wise; a
+    sample whose earlier result a pool correction withdrew gets its next one.
     Returns the samples reported positive to their province.
     """
     if not releases:
         return []
+    first = [r for r in releases if r.previous == 0]
+    result_ids = await _release_again(platform, principal, [r for r in releases if r.previous > 0], lab=lab, now=now)
     # The samples first: updating rows that the results' foreign-key checks have just locked costs 3x more.
     for outcome in OUTCOMES:
-        ids = [r.sample_id for r in releases if r.outcome == outcome]
+        ids = [r.sample_id for r in first if r.outcome == outcome]
         changes = {
             "status": "resulted",
             "result": outcome,
@@ -248,24 +270,66 @@ async def _release(
         updated = await bulk.update_ids(platform, Sample, changes, ids, only_if="result_version = 0")
         if updated != len(ids):
             raise Conflict("label: some of these samples got a result from another request at the same time")
-    rows = [
-        (r.sample_id, 1, r.outcome, r.ct_value, r.source, r.pool, lab, principal.id, now, True, "") for r in releases
-    ]
+    rows = [(r.sample_id, 1, r.outcome, r.ct_value, r.source, r.pool, lab, principal.id, now, True, "") for r in first]
     if platform.db.kind == "postgres":
         # PostgreSQL numbers the versions itself (gen_random_uuid()): faster than 100,000 uuid4() calls.
         await bulk.insert(platform, ResultVersion, RESULT_COLUMNS[1:], rows)
     else:
         await bulk.insert(platform, ResultVersion, RESULT_COLUMNS, [(uuid.uuid4(), *row) for row in rows])
-    await notices.queue_first(platform, [r.sample_id for r in releases], now=now)
+    await notices.queue_first(platform, [r.sample_id for r in first], now=now)
     positives = [r.sample_id for r in releases if r.outcome == "positive"]
     if not positives:
         return []
     info = await _release_info(platform, positives)
     found = await bulk.select_in(
-        platform, "SELECT id, sample FROM testing_result WHERE version = 1 AND {in}", "sample", positives
+        platform,
+        "SELECT id, sample FROM testing_result WHERE version = 1 AND {in}",
+        "sample",
+        [r.sample_id for r in first if r.outcome == "positive"],
     )
-    result_ids = {row["sample"]: row["id"] for row in found}
+    result_ids |= {row["sample"]: row["id"] for row in found}
     return await _report_positives(platform, principal, list(info.values()), result_ids, now=now)
+
+
+async def _release_again(
+    platform: Platform, principal: Principal, releases: list[_Release], *, lab: str, now: datetime
+) -> dict[str, uuid.UUID]:
+    """The next version for samples whose earlier result a pool correction withdrew (a pool's few members)."""
+    result_ids: dict[str, uuid.UUID] = {}
+    for release in releases:
+        moved = (
+            await Sample.update(
+                {
+                    Sample.status: "resulted",
+                    Sample.result: release.outcome,
+                    Sample.result_version: release.previous + 1,
+                    Sample.result_at: now,
+                }
+            )
+            .where((Sample.id == release.sample_id) & (Sample.result_version == release.previous))
+            .returning(Sample.id)
+        )
+        if not moved:
+            raise Conflict("label: some of these samples got a result from another request at the same time")
+        result_ids[release.sample_id] = uuid.uuid4()
+        await ResultVersion.insert(
+            ResultVersion(
+                id=result_ids[release.sample_id],
+                sample=release.sample_id,
+                version=release.previous + 1,
+                outcome=release.outcome,
+                ct_value=release.ct_value,
+                source=release.source,
+                pool=release.pool,
+                lab=lab,
+                entered_by=principal.id,
+                released_at=now,
+                current=True,
+                reason="",
+            )
+        )
+        await notices.queue_again(release.sample_id, now=now)
+    return result_ids
 
 
 RESULT_COLUMNS = (
@@ -366,7 +430,7 @@ async def correct_result(
 ) -> list[ResultView]:
     """Amend a released result with a reason; the old version stays for staff; the person is told again."""
     row = await load_sample(sample_id)
-    if row["result_version"] == 0:
+    if row["result"] is None:
         raise Conflict(f"sample_id: {row['id']} has no released result to correct")
     await check_sample(platform, principal, "testing.result.correct", row)
     test_type = known_test_types(platform).get(row["test_type"])
@@ -404,6 +468,9 @@ async def correct_result(
             )
         )
         await notices.queue_again(row["id"], now=now)
+        await certificates.revoke_for_samples(
+            platform, principal, [row], reason=f"result version {version} corrected", now=now
+        )
         info = await _release_info(platform, [row["id"]])
         if data.outcome == "positive":
             await _report_positives(platform, principal, [info[row["id"]]], {row["id"]: result_id}, now=now)
@@ -417,6 +484,179 @@ async def correct_result(
     await notices.send_soon(platform, [row["id"]])
     versions = await result_versions([row["id"]])
     return [result_view(v) for v in versions[row["id"]]]
+
+
+async def correct_pool(platform: Platform, principal: Principal, pool_label: str, data: CorrectionIn) -> PoolCorrected:
+    """Amend a released pool result with a reason, and apply Dorfman's rule to its members again.
+
+    Negative to positive or invalid: members holding the pool's negative lose
+    it (the version stays for staff) and are retested, as when a pool first
+    comes back positive. Positive or invalid to negative: members still
+    waiting for their own result take the pool's negative and their retests
+    are cancelled. A member with a result of its own keeps it. Everyone whose
+    result changed is told again, certificates of withdrawn results are
+    revoked, and all of it is one transaction.
+    """
+    pool = await pooling.load_pool(pool_label)
+    if pool["result_version"] == 0:
+        raise Conflict(f"pool_id: {pool['id']} has no released result to correct")
+    await pooling.check_pool(platform, principal, "testing.result.correct", pool)
+    test_type = known_test_types(platform).get(pool["test_type"])
+    if data.ct_value is not None and test_type is not None and test_type.method != "naat":
+        raise InvalidInput(f"ct_value: {pool['id']} is a {test_type.code} pool, which has no Ct value")
+    now = clock.now()
+    version, before, after = pool["result_version"], pool["status"], data.outcome
+    reason = data.reason.strip()
+    withdrawn: list[str] = []
+    released: list[str] = []
+    kept: list[str] = []
+    revoked = 0
+    async with platform.db.transaction():
+        moved = (
+            await Pool.update(
+                {
+                    Pool.status: after,
+                    Pool.ct_value: data.ct_value,
+                    Pool.outcome_at: now,
+                    Pool.result_version: version + 1,
+                }
+            )
+            .where((Pool.id == pool["id"]) & (Pool.result_version == version))
+            .returning(Pool.id)
+        )
+        if not moved:
+            raise Conflict(f"pool_id: {pool['id']} was corrected by someone else just now; reload and try again")
+        await PoolResultVersion.update({PoolResultVersion.current: False, PoolResultVersion.superseded_at: now}).where(
+            (PoolResultVersion.pool == pool["id"]) & (PoolResultVersion.current == True)  # noqa: E712
+        )
+        await PoolResultVersion.insert(
+            PoolResultVersion(
+                id=uuid.uuid4(),
+                pool=pool["id"],
+                version=version + 1,
+                outcome=after,
+                ct_value=data.ct_value,
+                lab=pool["lab"] or "",
+                entered_by=principal.id,
+                released_at=now,
+                current=True,
+                reason=reason,
+            )
+        )
+        members = await _members(pool["id"])
+        for member in members:
+            derived = member["source"] == "pool" and member["from_pool"] == pool["id"]
+            if member["result"] is not None and not derived:
+                kept.append(member["id"])
+        if before == "negative" and after != "negative":
+            withdrawn = await _withdraw([m for m in members if m["id"] not in kept], f"pool_{after}", now=now)
+            await pooling.reorder_retests(pool, withdrawn, f"pool_{after}", now=now)
+        elif before != "negative" and after == "negative":
+            waiting = [m for m in members if m["status"] == "retest"]
+            releases = [
+                _Release(
+                    sample_id=m["id"],
+                    outcome="negative",
+                    ct_value=None,
+                    source="pool",
+                    pool=pool["id"],
+                    previous=m["result_version"],
+                )
+                for m in waiting
+            ]
+            released = [r.sample_id for r in releases]
+            await pooling.cancel_retests(released, now=now)
+            await _release(platform, principal, releases, lab=pool["lab"] or "", now=now)
+        elif before != after:
+            await pooling.change_retest_reason(pool["id"], f"pool_{after}")
+        changed = [m for m in members if m["id"] in {*withdrawn, *released}]
+        revoked = await certificates.revoke_for_samples(
+            platform, principal, changed, reason=f"pool {pool['id']} result corrected", now=now
+        )
+        await platform.audit.record(
+            principal,
+            "testing.pool.correct",
+            pooling.pool_resource(pool),
+            purpose=PURPOSE,
+            detail=f"pool result version {version} -> {version + 1}: {before} -> {after}",
+        )
+        if changed:
+            await platform.audit.record(
+                principal,
+                "testing.result.correct",
+                [sample_resource(m) for m in changed],
+                purpose=PURPOSE,
+                detail=f"pool {pool['id']} corrected {before} -> {after}: result derived again",
+            )
+    await notices.send_soon(platform, [*withdrawn, *released])
+    return PoolCorrected(
+        pool=await pooling.pool_view(platform, principal, pool["id"]),
+        withdrawn=withdrawn,
+        released=released,
+        cancelled_retests=released,
+        retests=withdrawn,
+        kept=kept,
+        revoked_certificates=revoked,
+    )
+
+
+async def _members(pool_id: str) -> list[dict[str, Any]]:
+    """Each member's state and where its current result came from (``source``, ``from_pool``)."""
+    rows = await Sample.select(
+        Sample.id,
+        Sample.province,
+        Sample.site,
+        Sample.lab,
+        Sample.subject_id,
+        Sample.status,
+        Sample.result,
+        Sample.result_version,
+    ).where(Sample.pool == pool_id)
+    current = {
+        row["sample"]: row
+        for row in await ResultVersion.select(ResultVersion.sample, ResultVersion.source, ResultVersion.pool).where(
+            ResultVersion.sample.is_in([row["id"] for row in rows] or [""]) & (ResultVersion.current == True)  # noqa: E712
+        )
+    }
+    return [
+        {
+            **row,
+            "source": current[row["id"]]["source"] if row["id"] in current else None,
+            "from_pool": current[row["id"]]["pool"] if row["id"] in current else None,
+        }
+        for row in sorted(rows, key=lambda row: row["id"])
+    ]
+
+
+async def _withdraw(members: list[dict[str, Any]], reason: str, *, now: datetime) -> list[str]:
+    """Take the pool's negative back from these members: it stays as a superseded version; they await a retest."""
+    withdrawn: list[str] = []
+    for member in members:
+        if member["result"] is None:
+            continue  # already waiting for its own result
+        moved = (
+            await Sample.update(
+                {
+                    Sample.status: "retest",
+                    Sample.result: None,
+                    Sample.result_at: None,
+                    Sample.retest_ordered_at: now,
+                    Sample.retest_reason: reason,
+                }
+            )
+            .where((Sample.id == member["id"]) & (Sample.result_version == member["result_version"]))
+            .returning(Sample.id)
+        )
+        if not moved:
+            raise Conflict(f"pool_id: member {member['id']} was corrected by someone else just now; try again")
+        withdrawn.append(member["id"])
+    if withdrawn:
+        await ResultVersion.update({ResultVersion.current: False, ResultVersion.superseded_at: now}).where(
+            ResultVersion.sample.is_in(withdrawn) & (ResultVersion.current == True)  # noqa: E712
+        )
+        for sample_id in withdrawn:
+            await notices.queue_again(sample_id, now=now)
+    return withdrawn
 
 
 # -- case reports ------------------------------------------------------------------------------
@@ -482,7 +722,7 @@ async def _fetch(platform: Platform, table: type[Pool] | type[Sample], labels: l
     if table is Pool:
         columns += ["lab_province"]
     if table is Sample:
-        columns += ["pool", "result"]
+        columns += ["pool", "result", "result_version"]
     if not labels:
         return {}
     selected = ", ".join(f'"{column}"' for column in columns)

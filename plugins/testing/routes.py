@@ -18,7 +18,18 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter, RawBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from core.web.guard import PlatformDep, PrincipalDep, client_address
-from plugins.testing import fhir, imports, lookup, places, pooling, reception, results, samples, turnaround
+from plugins.testing import (
+    certificates,
+    fhir,
+    imports,
+    lookup,
+    places,
+    pooling,
+    reception,
+    results,
+    samples,
+    turnaround,
+)
 from plugins.testing.catalogue import TestType, known_test_types
 from plugins.testing.certificates import TestCertificate
 from plugins.testing.printing import label_svg
@@ -35,6 +46,7 @@ from plugins.testing.schemas import (
     LookupOtpSent,
     OverdueSample,
     PoolAdd,
+    PoolCorrected,
     PoolIn,
     PoolView,
     ReceiptReissued,
@@ -46,6 +58,7 @@ from plugins.testing.schemas import (
     ResultsEntered,
     ResultView,
     RetestView,
+    RevocationListView,
     SampleIn,
     SampleReceipt,
     SampleSummary,
@@ -54,6 +67,8 @@ from plugins.testing.schemas import (
     SitePatch,
     SiteView,
     TurnaroundView,
+    VerificationView,
+    VerifyIn,
 )
 
 PURPOSE = "testing.results"
@@ -233,6 +248,18 @@ async def add_to_pool(
 @get("/pools/{pool_id:str}", opt=_opt("testing.pool.read"), tags=TAGS, summary="A pool: members, status, result")
 async def get_pool(pool_id: FromPath[str], principal: PrincipalDep, platform: PlatformDep) -> PoolView:
     return await pooling.pool_view(platform, principal, pool_id)
+
+
+@post(
+    "/pools/{pool_id:str}/corrections",
+    opt=_opt("testing.result.correct"),
+    tags=TAGS,
+    summary="Correct a released pool result, with a reason; its members are derived again (Dorfman) and told",
+)
+async def correct_pool(
+    pool_id: FromPath[str], data: JSONBody[CorrectionIn], principal: PrincipalDep, platform: PlatformDep
+) -> PoolCorrected:
+    return await results.correct_pool(platform, principal, pool_id, data)
 
 
 @get(
@@ -442,6 +469,27 @@ async def my_certificate(sample_id: FromPath[str], principal: PrincipalDep, plat
 
 
 @get(
+    "/revocations",
+    opt=PUBLIC,
+    tags=TAGS,
+    summary="Revoked test certificates (their result was corrected), as DCC revocation hashes",
+)
+async def revocations(platform: PlatformDep) -> RevocationListView:
+    return await certificates.revocation_list(platform)
+
+
+@post(
+    "/verify",
+    opt=PUBLIC,
+    tags=TAGS,
+    status_code=HTTP_200_OK,
+    summary="Verify a test certificate: valid, expired or revoked; nothing about the holder is recorded",
+)
+async def verify_certificate(data: JSONBody[VerifyIn], platform: PlatformDep) -> VerificationView:
+    return await certificates.verify(platform, data.hc1)
+
+
+@get(
     "/me/results",
     opt=_opt("testing.result.read_own"),
     tags=TAGS,
@@ -474,6 +522,7 @@ ROUTES = [
     create_pool,
     add_to_pool,
     get_pool,
+    correct_pool,
     pool_label,
     receive,
     enter_result,
@@ -490,4 +539,6 @@ ROUTES = [
     my_results,
     certificate_by_code,
     my_certificate,
+    revocations,
+    verify_certificate,
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from core import InvalidInput, NotFound, Resource, clock
@@ -348,6 +348,7 @@ async def result_versions(sample_ids: list[str]) -> dict[str, list[dict[str, Any
     return found
 
 
+_NEVER = datetime.max.replace(tzinfo=UTC)
 STEP_LABELS = {
     "collected": ("Đã lấy mẫu", "Sample collected"),
     "in_pool": ("Đã gộp mẫu", "Pooled with other samples"),
@@ -375,6 +376,8 @@ def timeline(row: dict[str, Any], versions: list[dict[str, Any]]) -> list[Timeli
     for version in versions:
         step = "result" if version["version"] == 1 else "corrected"
         steps.append((step, version["released_at"], version["outcome"]))
+    # In time order: a pool corrected to positive sends a member back to retesting after its result.
+    steps.sort(key=lambda step: clock.as_utc(step[1]) if step[1] is not None else _NEVER)
     return [
         TimelineStep(
             step=step,

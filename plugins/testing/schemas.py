@@ -237,6 +237,36 @@ class PoolView(msgspec.Struct, kw_only=True):
     outcome_at: datetime | None
     ct_value: float | None
     members: list[str]
+    result_version: int
+    # Every version of the pool's own result, oldest first (staff only: a correction keeps the old one).
+    results: list[PoolResultView]
+
+
+class PoolResultView(msgspec.Struct, kw_only=True):
+    version: int
+    outcome: str
+    ct_value: float | None
+    lab: str
+    entered_by: str
+    released_at: datetime
+    current: bool
+    reason: str
+
+
+class PoolCorrected(msgspec.Struct, kw_only=True):
+    """What a pool correction did to the members (Dorfman again): each list names samples."""
+
+    pool: PoolView
+    # The pool's negative withdrawn (kept for staff): they are retested.
+    withdrawn: list[str]
+    # Still waiting for their own result: they take the pool's negative; their retests are cancelled.
+    released: list[str]
+    cancelled_retests: list[str]
+    # Retest orders made or reopened.
+    retests: list[str]
+    # Members with a result of their own, which stands.
+    kept: list[str]
+    revoked_certificates: int
 
 
 # -- lab ------------------------------------------------------------------------------------
@@ -282,6 +312,30 @@ class RetestView(msgspec.Struct, kw_only=True):
     lab: str
     reason: str
     ordered_at: datetime
+
+
+class RevocationListView(msgspec.Struct, kw_only=True):
+    """Revoked test certificates in the DCC revocation scheme (the vaccination plugin's format)."""
+
+    country: str
+    generated_at: datetime
+    # hash type ("UCI", "COUNTRYCODEUCI", "SIGNATURE") -> Base64 of the first 128 bits of SHA-256
+    hashes: dict[str, list[str]]
+
+
+class VerifyIn(msgspec.Struct, forbid_unknown_fields=True):
+    hc1: Annotated[str, msgspec.Meta(min_length=1, max_length=8192)]
+
+
+class VerificationView(msgspec.Struct, kw_only=True):
+    """What a checker needs, and nothing more."""
+
+    valid: bool
+    reason: str
+    revoked: bool = False
+    name: str | None = None
+    birth_date: str | None = None
+    summary: str | None = None
 
 
 class RowError(msgspec.Struct, kw_only=True):

@@ -101,6 +101,8 @@ class Pool(Table, tablename="testing_pool"):
     outcome_at = Timestamptz(null=True, default=None)
     ct_value = DoublePrecision(null=True, default=None)
     entered_by = Varchar(length=80, null=True, default=None)
+    # 0 while waiting for a result; each correction adds one (the versions are in ``testing_pool_result``).
+    result_version = Integer(default=0)
 
 
 class Sample(Table, tablename="testing_sample"):
@@ -154,6 +156,22 @@ class ResultVersion(Table, tablename="testing_result"):
     reason = Text(default="")
 
 
+class PoolResultVersion(Table, tablename="testing_pool_result"):
+    """Every version of a pool's own result; a correction adds a version and keeps the old one."""
+
+    id = UUID(primary_key=True)
+    pool = ForeignKey(references=Pool)  # indexed with version: unique (pool, version)
+    version = Integer()
+    outcome = Varchar(length=10)
+    ct_value = DoublePrecision(null=True, default=None)
+    lab = Varchar(length=64)
+    entered_by = Varchar(length=80)
+    released_at = Timestamptz()
+    current = Boolean(default=True)
+    superseded_at = Timestamptz(null=True, default=None)
+    reason = Text(default="")
+
+
 class UntoldResult(Table, tablename="testing_untold"):
     """A sample whose person has a released result to be told; the row goes once they are told.
 
@@ -179,6 +197,8 @@ class RetestOrder(Table, tablename="testing_retest_order"):
     reason = Varchar(length=20)  # pool_positive | pool_invalid
     ordered_at = Timestamptz()
     done_at = Timestamptz(null=True, default=None)
+    # Set with ``done_at`` when a corrected pool result makes the retest needless.
+    cancelled_at = Timestamptz(null=True, default=None)
 
 
 class CaseReport(Table, tablename="testing_case_report"):
@@ -194,6 +214,27 @@ class CaseReport(Table, tablename="testing_case_report"):
     reported_by = Varchar(length=80)
 
 
+class IssuedCertificate(Table, tablename="testing_certificate"):
+    """A signed negative test certificate, kept so that it can be revoked when its result is corrected.
+
+    ``identifier`` (the UVCI) names one version of one sample's result, so
+    certificates issued twice for it share it; each has its own signature.
+    """
+
+    id = UUID(primary_key=True)
+    identifier = Varchar(length=120, index=True)
+    sample = ForeignKey(references=Sample, index=True)
+    result_version = Integer()
+    subject_id = Varchar(length=64)
+    province = Varchar(length=2)
+    kid = Varchar(length=32, default="")
+    content = Text()
+    issued_at = Timestamptz()
+    expires_at = Timestamptz(index=True)
+    revoked_at = Timestamptz(null=True, default=None, index=True)
+    revocation_reason = Text(default="")
+
+
 TESTING_TABLES: tuple[type[Table], ...] = (
     CollectionSite,
     Lab,
@@ -203,7 +244,9 @@ TESTING_TABLES: tuple[type[Table], ...] = (
     Pool,
     Sample,
     ResultVersion,
+    PoolResultVersion,
     UntoldResult,
     RetestOrder,
     CaseReport,
+    IssuedCertificate,
 )

@@ -72,7 +72,7 @@ async def overdue(platform: Platform, principal: Principal, *, limit: int = 1000
         Sample.pool,
         Sample.status,
         Sample.collected_at,
-    ).where((Sample.result_version == 0) & (Sample.collected_at < now - timedelta(hours=hours)))
+    ).where(Sample.result.is_null() & (Sample.collected_at < now - timedelta(hours=hours)))
     where = scope.where(province=Sample.province, site=Sample.site, lab=Sample.lab, subject=Sample.subject_id)
     if where is not None:
         query = query.where(where)

@@ -100,3 +100,37 @@ def test_command_line_errors_are_clear(settings, tmp_path):
     assert rejected.exit_code == 1 and "row 2 [label]" in rejected.output and "formula" in rejected.output
     wrong_province = run(settings, "sites", "add", "--code", "x", "--name", "Xa", "--province", "1", ok=False)
     assert wrong_province.exit_code == 2 and "province" in wrong_province.output
+
+
+def test_correcting_a_pool_from_the_command_line(settings):
+    run(settings, "sites", "add", "--code", "clinic-hn-1", "--name", "Trạm y tế Hoàn Kiếm", "--province", "01")
+    run(settings, "labs", "add", "--code", "lab-hn-1", "--name", "CDC Hà Nội", "--province", "01")
+    labels = []
+    for index in range(2):
+        out = run(
+            settings,
+            "samples",
+            "register",
+            "--site",
+            "clinic-hn-1",
+            "--name",
+            f"Lê Thị {index}",
+            "--dob",
+            "1991-02-0" + str(index + 1),
+            "--phone",
+            f"098765432{index}",
+        ).output
+        labels.append(re.search(r"Sample (S-\S+)", out).group(1))
+    pool = re.search(r"Pool (P-\S+)", run(settings, "pool", "--site", "clinic-hn-1", *labels).output).group(1)
+    run(settings, "receive", "--lab", "lab-hn-1", pool)
+    run(settings, "result", "--lab", "lab-hn-1", pool, "negative")
+    positive = run(settings, "correct", "--reason", "plate map read wrongly", pool, "positive").output
+    assert f"Pool {pool} is now positive (version 2)." in positive
+    assert "Negative withdrawn and retest ordered:" in positive and all(label in positive for label in labels)
+    negative = run(settings, "correct", "--reason", "the first reading was right", pool, "negative").output
+    assert f"Pool {pool} is now negative (version 3)." in negative
+    assert "Negative released, retest cancelled:" in negative
+    shown = json.loads(run(settings, "samples", "show", labels[0]).output)
+    assert [(v["outcome"], v["current"]) for v in shown["results"]] == [("negative", False), ("negative", True)]
+    waiting = run(settings, "correct", "--reason", "not a pool at all", "P-" + "0" * 26, "positive", ok=False)
+    assert waiting.exit_code == 1 and "no pool" in waiting.output
