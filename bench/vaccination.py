@@ -67,6 +67,8 @@ NO_SCREENING = {
     "pregnant": False,
     "immunocompromised_or_anticoagulated": False,
 }
+# Concurrent issuers in the second issuance measurement (each its own transaction, as requests are).
+ISSUERS = 8
 ADMIN = Principal(id="staff:bench-admin", kind="staff", roles=frozenset({"national_admin"}))
 VACCINATOR = Principal(
     id="staff:bench-vaccinator", kind="staff", roles=frozenset({"vaccinator"}), province=PROVINCE, site=SITE
@@ -296,6 +298,21 @@ async def _time_async(action: Callable[[int], Awaitable[object]], iterations: in
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+async def _time_concurrent(
+    action: Callable[[int], Awaitable[object]], iterations: int, workers: int
+) -> tuple[float, float]:
+    """``iterations`` actions shared by ``workers`` concurrent tasks (as several requests at once would be)."""
+    indices = iter(range(iterations))
+
+    async def worker() -> None:
+        for i in indices:
+            await action(i)
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def _row(label: str, iterations: int, rounds: list[tuple[float, float]]) -> list[object]:
     rates = [iterations / wall for wall, _cpu in rounds]
     wall_us = median([wall for wall, _cpu in rounds]) / iterations * 1e6
@@ -415,6 +432,11 @@ async def _database_bound(
                 ("verify: `POST /api/vaccination/verify` in process", http_iterations, http_verify),
             ):
                 measured.setdefault(name, (iterations, []))[1].append(await _time_async(action, iterations))
+            await Certificate.delete(force=True)
+            name = f"issue: `issue_for_dose`, {ISSUERS} issuers at once"
+            measured.setdefault(name, (len(dose_ids), []))[1].append(
+                await _time_concurrent(issue, len(dose_ids), ISSUERS)
+            )
     rows = [[label, *_row(name, iterations, rounds)] for name, (iterations, rounds) in measured.items()]
     for row in rows:
         progress(f"  {row[1]}: {row[3]:,.0f}/s")
