@@ -268,8 +268,7 @@ async def _store_batch(platform: Platform, writes: list[_Write]) -> list[Any]:
 
     An outcome is ``(visit id, its arrival, whether it already existed)`` or
     the exception refusing that check-in alone (rate limit, idempotency key
-    taken, the person's check-in being recorded elsewhere), for which nothing
-    is stored. On PostgreSQL every step is one statement for the whole
+    taken), for which nothing is stored. On PostgreSQL every step is one statement for the whole
     batch; on SQLite (one writer at a time anyway) the check-ins are stored
     one after another.
     """
@@ -291,9 +290,8 @@ async def _store_batch(platform: Platform, writes: list[_Write]) -> list[Any]:
         if write.phone_from_account:
             write.person = msgspec.structs.replace(write.person, phone=await citizen_phone(write.person.subject_id))
         try:
-            with structlog.contextvars.bound_contextvars(request_id=write.request_id):
-                outcomes[n] = await _store(platform, config, write)
-        except (_KeyTaken, Conflict) as exc:  # refused before anything was written
+            outcomes[n] = await _store(platform, config, write)
+        except _KeyTaken as exc:  # refused before anything was written
             outcomes[n] = exc
     return outcomes
 
