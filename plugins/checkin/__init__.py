@@ -164,6 +164,13 @@ def startup(platform: Platform) -> Awaitable[Any]:
 
 
 @hookimpl
+def load_demo_data(platform: Platform) -> Awaitable[None]:
+    from plugins.checkin.demo import load_demo_data as load
+
+    return load(platform)
+
+
+@hookimpl
 def testing_result_released(event_id: str, payload: dict[str, Any], platform: Platform) -> Awaitable[Any]:
     from plugins.checkin.tracing import open_case_from_result
 
