@@ -17,14 +17,13 @@ from __future__ import annotations
 import base64
 import uuid
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import segno
 from litestar.exceptions import ServiceUnavailableException
 
-from core import Conflict, clock, dcc
+from core import Conflict, clock, dcc, dcc_store
 from plugins.testing.catalogue import known_test_types
 from plugins.testing.places import settings_of
 from plugins.testing.samples import PURPOSE, sample_resource
@@ -48,9 +47,6 @@ class TestCertificate(msgspec.Struct, kw_only=True):
     qr_svg: str
     expires_at: datetime
     kid: str
-
-
-_stores: dict[Path, dcc.KeyStore] = {}
 
 
 async def issue(platform: Platform, holder: Principal, sample_id: str) -> TestCertificate:
@@ -151,21 +147,10 @@ async def revoke_for_samples(
 
 async def revocation_list(platform: Platform) -> RevocationListView:
     """The revoked certificates that have not expired yet, as the DCC revocation scheme's three hashes."""
-    rows = await IssuedCertificate.select(IssuedCertificate.content).where(
-        IssuedCertificate.revoked_at.is_not_null() & (IssuedCertificate.expires_at > clock.now())
-    )
-    hashes: dict[str, set[str]] = {"UCI": set(), "COUNTRYCODEUCI": set(), "SIGNATURE": set()}
-    for row in rows:
-        try:
-            values = dcc.revocation_hashes(dcc.decode(row["content"]))
-        except dcc.InvalidCertificate:
-            continue
-        for kind, value in values.items():
-            hashes[kind].add(value)
     return RevocationListView(
         country=settings_of(platform).country,
         generated_at=clock.now(),
-        hashes={kind: sorted(values) for kind, values in hashes.items()},
+        hashes=await dcc_store.revocation_hashes(IssuedCertificate, IssuedCertificate.expires_at > clock.now()),
     )
 
 
@@ -174,33 +159,17 @@ async def verify(platform: Platform, text: str) -> VerificationView:
 
     Like the vaccination plugin's, it stores nothing and logs nothing about the holder.
     """
-    try:
-        trust = _keystore(platform).trust_list()
-    except dcc.KeysMissing:
-        return VerificationView(valid=False, reason="This service has no trust list yet.")
-    try:
-        decoded = dcc.verify(text, trust, now=clock.now())
-        certificate = decoded.hcert
-        entry = _test_entry(certificate)
-    except dcc.InvalidCertificate as exc:
-        return VerificationView(valid=False, reason=str(exc))
-    identifier = str(entry.get("ci", ""))
-    revoked = await IssuedCertificate.exists().where(
-        (IssuedCertificate.identifier == identifier) & IssuedCertificate.revoked_at.is_not_null()
+    verdict = await dcc_store.verify(
+        platform.db,
+        IssuedCertificate,
+        _keystore(platform),
+        text,
+        kind="t",
+        accept=_negative,
+        revoked_reason="The certificate was revoked by its issuer: the result was corrected.",
+        summary=lambda entry: f"COVID-19 test, not detected, sampled {entry.get('sc')} at {entry.get('tc')}",
     )
-    if revoked:
-        return VerificationView(
-            valid=False, revoked=True, reason="The certificate was revoked by its issuer: the result was corrected."
-        )
-    name = certificate.get("nam") if isinstance(certificate.get("nam"), dict) else {}
-    shown = " ".join(str(part) for part in (name.get("fn"), name.get("gn")) if part)
-    return VerificationView(
-        valid=True,
-        reason="Valid: signed by a trusted key, unaltered, not expired and not revoked.",
-        name=shown or None,
-        birth_date=str(certificate.get("dob", "")) or None,
-        summary=f"COVID-19 test, not detected, sampled {entry.get('sc')} at {entry.get('tc')}",
-    )
+    return verdict.as_view(VerificationView)
 
 
 def trust_list(platform: Platform) -> dcc.TrustList:
@@ -224,18 +193,10 @@ async def _sample(sample_id: str) -> dict[str, Any]:
     return {**row, "site_name": site["name"] if site else row["site"]}
 
 
-def _test_entry(certificate: dict[str, Any]) -> dict[str, Any]:
-    entries = certificate.get("t")
-    if not (isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict)):
-        raise dcc.InvalidCertificate("payload", "not a test certificate")
-    if entries[0].get("tr") != NOT_DETECTED:
+def _negative(entry: dict[str, Any]) -> None:
+    if entry.get("tr") != NOT_DETECTED:
         raise dcc.InvalidCertificate("payload", "not a negative test certificate")
-    return entries[0]
 
 
 def _keystore(platform: Platform) -> dcc.KeyStore:
-    path = Path(settings_of(platform).keys_dir).resolve()
-    store = _stores.get(path)
-    if store is None:
-        store = _stores[path] = dcc.KeyStore(path)
-    return store
+    return dcc.key_store(settings_of(platform).keys_dir)

@@ -9,20 +9,20 @@ it writes no row, no audit record and no log line about the holder.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import inspect
 import io
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
 import segno
 import structlog
 
-from core import Conflict, InvalidInput, NotFound, Resource, clock, dcc
+from core import Conflict, InvalidInput, NotFound, Resource, clock, dcc, dcc_store
 from plugins.vaccination.schemas import (
     CertificateView,
     RevocationListView,
@@ -128,16 +128,9 @@ class EuDigitalCovidCertificate:
         )
 
 
-_stores: dict[Path, dcc.KeyStore] = {}
-
-
 def keystore(platform: Platform) -> dcc.KeyStore:
     """The key folder named by the settings; loaded keys are cached until a file changes."""
-    path = Path(platform.plugin_config("vaccination").keys_dir).resolve()
-    store = _stores.get(path)
-    if store is None:
-        store = _stores[path] = dcc.KeyStore(path)
-    return store
+    return dcc.key_store(platform.plugin_config("vaccination").keys_dir)
 
 
 # -- issuing and revoking ------------------------------------------------------------------------
@@ -150,37 +143,65 @@ async def issue_for_dose(platform: Platform, dose_id: Any) -> list[CertificateVi
     skipped: the dose stays recorded, and the certificate is issued when the
     person next asks for their certificates. Two statements for a new dose:
     one read of everything a certificate says, and one insert of them all.
+    Both are raw SQL (prepared once per connection on PostgreSQL): this runs
+    for every dose recorded, and building them with Piccolo cost the process
+    more than the signature did.
     """
+    db = platform.db
+    dose_uuid = _as_uuid(dose_id)
+    rows = await db.fetch(ISSUE_READ, dose_uuid)
+    assert rows, "a certificate is issued for a stored dose"
+    dose = rows[0]
+    live: set[str] = set()
+    if dose["live_certificates"]:
+        live = {row["format"] for row in await db.fetch(_LIVE_FORMATS, dose_uuid, dose["version"])}
+    stored, issued = await certify(platform, dose_uuid, dose, skip=live)
+    if stored:
+        await db.fetch(_insert_certificates(len(stored)), *(value for row in stored for value in row))
+    return issued
+
+
+# The columns of a certificate row as ``certify`` hands them over; never revoked when issued.
+STORED_COLUMNS = (
+    "id",
+    "identifier",
+    "format",
+    "person",
+    "subject_id",
+    "dose",
+    "dose_version",
+    "province",
+    "kid",
+    "media_type",
+    "content",
+    "issued_at",
+    "expires_at",
+)
+
+
+async def certify(
+    platform: Platform, dose_id: uuid.UUID, dose: Mapping[str, Any], *, skip: set[str]
+) -> tuple[list[tuple[Any, ...]], list[CertificateView]]:
+    """Sign ``dose`` (a row of ``ISSUE_READ``) in every format but ``skip``: the rows to store, in
+    ``STORED_COLUMNS`` order, and what the caller is answered. Writes nothing."""
     from plugins.vaccination.eligibility import series_doses
     from plugins.vaccination.people import split_name
 
-    rows = await platform.db.execute(_ISSUE_READ, str(dose_id))
-    assert rows, "a certificate is issued for a stored dose"
-    dose = rows[0]
     if dose["primary_doses"] is None:
         raise InvalidInput(f"product_code: {dose['product_code']} has no rule in force on {dose['administered_on']}")
     version = dose["version"]
-    already: set[str] = set()
-    if dose["live_certificates"]:
-        already = {
-            row["format"]
-            for row in await Certificate.select(Certificate.format).where(
-                (Certificate.dose == dose_id) & (Certificate.dose_version == version) & Certificate.revoked_at.is_null()
-            )
-        }
     settings = platform.plugin_config("vaccination")
     family, given = split_name(dose["full_name"])
     person_id = _as_uuid(dose["person"])
-    administered_on = _as_date(dose["administered_on"])
-    rows_to_store: list[Certificate] = []
+    stored: list[tuple[Any, ...]] = []
     issued: list[CertificateView] = []
     for fmt in await formats(platform, dose["province"]):
-        if fmt.name in already:
+        if fmt.name in skip:
             continue
         certificate_id = uuid.uuid4()
         request = CertificateRequest(
             certificate_id=certificate_id,
-            dose_id=_as_uuid(dose_id),
+            dose_id=dose_id,
             full_name=dose["full_name"],
             family_name=family,
             given_name=given,
@@ -193,7 +214,7 @@ async def issue_for_dose(platform: Platform, dose_id: Any) -> list[CertificateVi
             dcc_vp=dose["dcc_vp"],
             dcc_mp=dose["dcc_mp"],
             dcc_ma=dose["dcc_ma"],
-            administered_on=administered_on,
+            administered_on=_as_date(dose["administered_on"]),
             province=dose["province"],
             site=dose["site"],
             country=settings.country,
@@ -211,21 +232,21 @@ async def issue_for_dose(platform: Platform, dose_id: Any) -> list[CertificateVi
             log.error("certificate.bad_format_result", format=fmt.name, got=type(result).__name__)
             continue
         now = clock.now()
-        rows_to_store.append(
-            Certificate(
-                id=certificate_id,
-                identifier=result.identifier,
-                format=fmt.name,
-                person=person_id,
-                subject_id=dose["subject_id"],
-                dose=request.dose_id,
-                dose_version=version,
-                province=dose["province"],
-                kid=result.kid,
-                media_type=result.media_type,
-                content=result.content,
-                issued_at=now,
-                expires_at=result.expires_at,
+        stored.append(
+            (
+                certificate_id,
+                result.identifier,
+                fmt.name,
+                person_id,
+                dose["subject_id"],
+                dose_id,
+                version,
+                dose["province"],
+                result.kid,
+                result.media_type,
+                result.content,
+                now,
+                result.expires_at,
             )
         )
         issued.append(
@@ -233,7 +254,7 @@ async def issue_for_dose(platform: Platform, dose_id: Any) -> list[CertificateVi
                 id=certificate_id,
                 format=fmt.name,
                 identifier=result.identifier,
-                dose_id=request.dose_id,
+                dose_id=dose_id,
                 dose_version=version,
                 media_type=result.media_type,
                 content=result.content,
@@ -243,14 +264,25 @@ async def issue_for_dose(platform: Platform, dose_id: Any) -> list[CertificateVi
                 revocation_reason="",
             )
         )
-    if rows_to_store:
-        await Certificate.insert(*rows_to_store)
-    return issued
+    return stored, issued
 
+
+@functools.cache
+def _insert_certificates(count: int) -> str:
+    row = "(" + ", ".join(["{}"] * len(STORED_COLUMNS)) + ", NULL, '')"
+    return (
+        f"INSERT INTO vaccination_certificate ({', '.join(STORED_COLUMNS)}, revoked_at, revocation_reason) "  # noqa: S608
+        f"VALUES {', '.join([row] * count)}"
+    )
+
+
+_LIVE_FORMATS = """
+SELECT format FROM vaccination_certificate WHERE dose = {} AND dose_version = {} AND revoked_at IS NULL
+"""
 
 # The dose, its person and product, and the primary series of the rule it was given under (its
 # booking's rule, or for a walk-in the rule in force that day), in one round trip.
-_ISSUE_READ = """
+ISSUE_READ = """
 SELECT d.person, d.subject_id, d.province, d.site, d.dose_number, d.dose_type, d.version, d.administered_on,
        p.full_name, p.birth_date,
        pr.code AS product_code, pr.name AS product_name, pr.dcc_vp, pr.dcc_mp, pr.dcc_ma,
@@ -377,58 +409,28 @@ def trust_list(platform: Platform) -> TrustListView:
 
 
 async def revocation_list(platform: Platform) -> RevocationListView:
-    rows = await Certificate.select(Certificate.content).where(
-        Certificate.revoked_at.is_not_null() & (Certificate.format == EU_DCC)
-    )
-    hashes: dict[str, list[str]] = {"UCI": [], "COUNTRYCODEUCI": [], "SIGNATURE": []}
-    for row in rows:
-        try:
-            values = dcc.revocation_hashes(dcc.decode(row["content"]))
-        except dcc.InvalidCertificate:
-            continue
-        for kind, value in values.items():
-            hashes[kind].append(value)
     return RevocationListView(
         country=platform.plugin_config("vaccination").country,
         generated_at=clock.now(),
-        hashes={kind: sorted(values) for kind, values in hashes.items()},
+        hashes=await dcc_store.revocation_hashes(Certificate, Certificate.format == EU_DCC),
     )
 
 
 async def verify(platform: Platform, text: str) -> VerificationView:
     """Check an ``HC1:`` certificate; shows validity, name and date of birth only; stores nothing."""
-    try:
-        trust = keystore(platform).trust_list()
-    except dcc.KeysMissing:
-        return VerificationView(valid=False, reason="This service has no trust list yet.")
-    try:
-        decoded = dcc.verify(text, trust, now=clock.now())
-        certificate = decoded.hcert
-        entry = _vaccination_entry(certificate)
-    except dcc.InvalidCertificate as exc:
-        return VerificationView(valid=False, reason=str(exc))
-    identifier = str(entry.get("ci", ""))
-    if await Certificate.exists().where((Certificate.identifier == identifier) & Certificate.revoked_at.is_not_null()):
-        return VerificationView(valid=False, reason="The certificate was revoked by its issuer.")
-    name = certificate.get("nam") if isinstance(certificate.get("nam"), dict) else {}
-    shown = " ".join(str(part) for part in (name.get("fn"), name.get("gn")) if part)
-    return VerificationView(
-        valid=True,
-        reason="Valid: signed by a trusted key, unaltered, not expired and not revoked.",
-        name=shown or None,
-        birth_date=str(certificate.get("dob", "")) or None,
-        summary=f"COVID-19 vaccination, dose {entry.get('dn')}/{entry.get('sd')} on {entry.get('dt')}",
+    verdict = await dcc_store.verify(
+        platform.db,
+        Certificate,
+        keystore(platform),
+        text,
+        kind="v",
+        revoked_reason="The certificate was revoked by its issuer.",
+        summary=lambda entry: f"COVID-19 vaccination, dose {entry.get('dn')}/{entry.get('sd')} on {entry.get('dt')}",
     )
+    return verdict.as_view(VerificationView)
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-
-
-def _vaccination_entry(certificate: dict[str, Any]) -> dict[str, Any]:
-    entries = certificate.get("v")
-    if not (isinstance(entries, list) and len(entries) == 1 and isinstance(entries[0], dict)):
-        raise dcc.InvalidCertificate("payload", "not a vaccination certificate")
-    return entries[0]
 
 
 async def _row(certificate_id: Any) -> dict[str, Any]:

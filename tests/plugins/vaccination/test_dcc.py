@@ -161,3 +161,41 @@ def test_revocation_hashes_follow_the_dcc_scheme(store):
         == base64.b64encode(hashlib.sha256(("VN" + identifier).encode()).digest()[:16]).decode()
     )
     assert hashes["SIGNATURE"] == base64.b64encode(hashlib.sha256(decoded.signature[:32]).digest()[:16]).decode()
+
+
+def test_base45_matches_the_reference_encoder(store):
+    import os
+
+    samples = [b"", b"\x00", b"\xff\xff", b"\xff\xff\xff", b"ietf!", *(os.urandom(n) for n in range(1, 80))]
+    compressed = base45.b45decode(_issue(store)[4:])
+    for data in [*samples, compressed]:
+        assert dcc.b45encode(data) == base45.b45encode(data).decode()
+        assert base45.b45decode(dcc.b45encode(data)) == data
+
+
+def test_a_signer_rotated_by_another_process_is_picked_up(store):
+    worker = dcc.KeyStore(store.directory)  # another worker's view of the same folder
+    old_kid = worker.signer().kid
+    store.rotate_signer(now=NOW)
+    new_kid = store.signer().kid
+    assert worker.signer().kid == new_kid != old_kid
+    assert set(worker.trust_list().signers) == {old_kid, new_kid}
+    # A retired certificate taken out of the folder is no longer trusted...
+    for path in (store.directory / "retired").glob("*.crt"):
+        path.unlink()
+    assert set(worker.trust_list().signers) == {new_kid}
+    # ... and without its key the folder signs nothing.
+    (store.directory / "dsc.key").unlink()
+    with pytest.raises(dcc.KeysMissing):
+        worker.signer()
+
+
+def test_one_key_store_per_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "keys"
+    shared = dcc.key_store(folder)
+    assert dcc.key_store(str(folder)) is shared
+    assert dcc.key_store(f"{folder}/") is shared
+    monkeypatch.chdir(tmp_path)
+    assert dcc.key_store("keys") is shared
+    monkeypatch.chdir(tmp_path.parent)
+    assert dcc.key_store("keys") is not shared  # a relative folder follows the working directory
