@@ -403,14 +403,12 @@ async def _copy_day(url: str, world: World, day_index: int, target: int) -> tupl
     return day_index, target - len(spill), len(spill), time.monotonic() - started
 
 
-# The columns of each index the migrations made on the partitioned table (the primary key aside).
+# How each index the migrations made on the partitioned table is built (the primary key aside): what
+# follows USING in its definition, e.g. "btree (venue_id, arrived_at, left_at) INCLUDE (subject_id, ...)".
 PARENT_INDEXES_SQL = """
-SELECT array_agg(a.attname::text ORDER BY k.position) AS names
+SELECT substring(pg_get_indexdef(i.indexrelid) FROM ' USING (.*)$') AS spec
 FROM pg_index i
-CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, position)
-JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 WHERE i.indrelid = 'checkin_visit'::regclass AND NOT i.indisprimary
-GROUP BY i.indexrelid
 """
 
 
@@ -428,8 +426,8 @@ async def _index_table(url: str, name: str) -> tuple[str, float]:
     try:
         await connection.execute("SET maintenance_work_mem = '256MB'")
         await connection.execute(f'ALTER TABLE "{name}" ADD PRIMARY KEY (id, arrived_at)')
-        for columns in await connection.fetch(PARENT_INDEXES_SQL):
-            await connection.execute(f'CREATE INDEX ON "{name}" ({", ".join(columns["names"])})')
+        for index in await connection.fetch(PARENT_INDEXES_SQL):
+            await connection.execute(f'CREATE INDEX ON "{name}" USING {index["spec"]}')
         # A valid CHECK matching the partition bounds spares ATTACH its own scan of the table.
         await connection.execute(
             f'ALTER TABLE "{name}" ADD CONSTRAINT "{name}_bounds" '

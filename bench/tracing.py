@@ -7,11 +7,11 @@ million people, 50,000 venues, 21 days). The data comes from
 ``--reuse NAME``). Then, for ``--cases`` random F0s:
 
 * **F1**: the plugin's own first step, as ``trace_case`` runs it:
-  ``find_exposures`` for the F0 over the infectious window (one SQL query
-  over the visits, by person and arrival, then by venue, arrival and
-  departure), then
-  ``_rank`` (one entry per person, risk scores weighted by venue type and
-  province hooks, the minimum overlap applied);
+  ``find_contacts`` for the F0 over the infectious window (the F0's visits
+  by person and arrival, then the overlapping visits by venue, arrival and
+  departure, summed per person in SQL: minutes, overlaps, risk weighted by
+  venue type and province hooks, the strongest overlap, the minimum
+  overlap applied), and building one entry per person;
 * **F1 + F2**: the same, then the same again from every F1 at once over
   the time since each was exposed, as ``trace_case`` does;
 * **open case (API)**: ``tracing.open_case``, what ``POST /api/checkin/cases/``
@@ -59,7 +59,7 @@ from core.principal import EPIDEMIOLOGIST, Principal
 from core.settings import load_settings
 from plugins.checkin import tracing
 from plugins.checkin.schemas import CaseBody
-from plugins.checkin.tracing import Source, _rank, _VenueWeights, find_exposures
+from plugins.checkin.tracing import Source, _VenueWeights, find_contacts
 from plugins.checkin.visits import settings_of
 
 ONSET_DAYS_BEFORE_END = 4
@@ -143,8 +143,7 @@ async def measure(url: str, name: str, args: argparse.Namespace) -> None:
             "F0 visits in window": [],
             "F1 people": [],
             "F2 people": [],
-            "exposures": [],
-            "rows": [],
+            "F1 + F2 overlaps": [],
         }
         for n, (subject, province) in enumerate(f0s):
             timed = n >= args.warmup
@@ -196,15 +195,12 @@ async def _compute(platform: Platform, subject: str, window: tuple[int, int]) ->
     now = int(clock.now().timestamp())
     started = time.perf_counter()
     venues = _VenueWeights(platform, config)
-    first = await find_exposures(platform, [Source(subject, *window)], config)
-    f1 = await _rank(first, degree=1, exclude={subject}, venues=venues, config=config)
+    f1 = await find_contacts(platform, [Source(subject, *window)], config, venues, degree=1)
     f1_ms = (time.perf_counter() - started) * 1000
-    second: list[Any] = []
     f2: dict[str, Any] = {}
     if config.trace_f2 and f1:
         sources = [Source(person, t.first_exposed, max(now, window[1])) for person, t in f1.items()]
-        second = await find_exposures(platform, sources, config, known=[subject])
-        f2 = await _rank(second, degree=2, exclude={subject} | set(f1), venues=venues, config=config)
+        f2 = await find_contacts(platform, sources, config, venues, degree=2, known=[subject])
     both_ms = (time.perf_counter() - started) * 1000
     visits = await platform.db.execute(
         "SELECT count(*) AS n FROM checkin_visit WHERE subject_id = {} AND arrived_at >= {} AND arrived_at < {}",
@@ -219,8 +215,7 @@ async def _compute(platform: Platform, subject: str, window: tuple[int, int]) ->
             "F0 visits in window": int(visits[0]["n"]),
             "F1 people": len(f1),
             "F2 people": len(f2),
-            "exposures": sum(e.times for e in first) + sum(e.times for e in second),
-            "rows": len(first) + len(second),
+            "F1 + F2 overlaps": sum(t.exposures for t in f1.values()) + sum(t.exposures for t in f2.values()),
         },
     )
 
@@ -251,25 +246,24 @@ async def _explain(url: str, platform: Platform, subject: str, window: tuple[int
     """The plans of the first case's F1 query and of its F2 query (from all its F1s at once)."""
     config = settings_of(platform)
     captured: list[tuple[str, list[Any]]] = []
-    real_rows = tracing._exposure_rows
+    real_rows = tracing._contact_rows
 
-    async def capture(platform: Platform, sql: str, args: list[Any]) -> list[dict[str, Any]]:
+    async def capture(platform: Platform, sql: str, args: list[Any]) -> list[Any]:
         captured.append((sql, args))
         return await real_rows(platform, sql, args)
 
-    tracing._exposure_rows = capture  # type: ignore[assignment]
+    tracing._contact_rows = capture
     try:
         venues = _VenueWeights(platform, config)
-        first = await find_exposures(platform, [Source(subject, *window)], config)
-        f1 = await _rank(first, degree=1, exclude={subject}, venues=venues, config=config)
+        f1 = await find_contacts(platform, [Source(subject, *window)], config, venues, degree=1)
         sources = [Source(person, t.first_exposed, window[1]) for person, t in f1.items()]
-        await find_exposures(platform, sources, config, known=[subject])
+        await find_contacts(platform, sources, config, venues, degree=2, known=[subject])
     finally:
-        tracing._exposure_rows = real_rows  # type: ignore[assignment]
+        tracing._contact_rows = real_rows
     connection = await asyncpg.connect(url)
     try:
-        for setting in tracing.POSTGRES_SETTINGS:
-            await connection.execute(f"SET {setting}")
+        for name, setting in tracing.POSTGRES_SETTINGS.items():
+            await connection.execute(f"SET {name} = '{setting}'")
         for label, (sql, args) in zip(("F1", f"F2 (from {len(f1)} F1s)"), captured, strict=False):
             for n in range(1, sql.count("{}") + 1):  # Piccolo's placeholders to asyncpg's
                 sql = sql.replace("{}", f"${n}", 1)

@@ -10,11 +10,22 @@ F1 are the people whose visits overlapped the case's visits at the same
 venue (or the same sub-location when both visits name one), counting a
 ``tail_minutes`` after the case left, for at least ``min_overlap_minutes``
 in all. F2 are found the same way from each F1, over the time since that
-F1 was exposed. One SQL statement over the visits table (indexed by venue,
-arrival and departure, and by person and arrival) finds the overlaps of all
-the sources at once (every F1 of a case for F2), leaves out the people
-already found, and sums same-length overlaps of a person at a venue; each
-person then appears once, at their closest degree.
+F1 was exposed. Each degree takes two statements, whatever the number of
+sources: the sources' visits in their windows (by person and arrival), then
+every other visit at those venues that overlapped one of them (by venue,
+arrival and departure, from an index that carries the visitor's identity, so
+the table itself is not read), summed per person in SQL: overlaps, minutes,
+risk and the strongest overlap. A person therefore appears once, at their
+closest degree (the sources and those found closer are left out).
+
+The risk of one overlap is its hours times its venue type's weight (halved,
+by default, for F2), kept to 4 decimals. It depends only on the weight and
+the overlap's whole minutes, so the statement looks it up in a table of
+those (``_VenueWeights.scores``), and sums integers of 0.0001: the sums are
+exactly those of adding the scores one by one. Venues in a province whose
+plugins weigh risk (``checkin_risk_weight``) are the exception: their
+overlaps come back grouped by person, venue and minutes, and the province's
+rules weigh each group once.
 """
 
 from __future__ import annotations
@@ -46,34 +57,89 @@ log = structlog.get_logger("checkin.tracing")
 
 PURPOSE = "checkin.tracing"
 TESTING_ACTOR = Principal(id="service:testing", kind="service")
-# For the exposure query on PostgreSQL (see ``_exposure_rows``).
-POSTGRES_SETTINGS = ("max_parallel_workers_per_gather = 0", "jit = off", "work_mem = '64MB'")
+# For the contact query on PostgreSQL (see ``_contact_rows``).
+POSTGRES_SETTINGS = {
+    "max_parallel_workers_per_gather": "0",
+    "jit": "off",
+    "work_mem": "64MB",
+    "plan_cache_mode": "force_custom_plan",
+}
 # Venue facts are loaded this many per query, well under SQLite's and PostgreSQL's parameter limits.
 VENUES_PER_QUERY = 500
+# Risk scores have 4 decimals; they are added up as integers of this many per point, so exactly.
+RISK_UNITS = 10_000
+# The weight class of a venue whose province's rules weigh its overlaps (no table of scores).
+WEIGHED_BY_RULES = -1
 
-# The people to trace from (``src``) and those already found closer (``known``: never listed again)
-# arrive as arrays: one statement for any number of sources, planned once.
-SOURCES_SQL = {
-    "postgres": """
-src(subject_id, window_start, window_end) AS (
-    SELECT * FROM unnest(CAST({subjects} AS VARCHAR[]), CAST({starts} AS BIGINT[]), CAST({ends} AS BIGINT[]))
-),
-known(subject_id) AS (SELECT unnest(CAST({known} AS VARCHAR[])))""",
-    "sqlite": """
-src(subject_id, window_start, window_end) AS (
-    SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
-    FROM json_each({sources_json})
-),
-known(subject_id) AS (SELECT value FROM json_each({known_json}))""",
+VENUE_FACTS_SQL = """
+SELECT id, name, province, district, ward, venue_type, capacity, site, default_stay_minutes
+FROM checkin_venue WHERE id = ANY(CAST({} AS UUID[]))
+"""
+
+# What differs between the two databases: how arrays of values come in, and names of functions.
+# The sources' visits come in as arrays (PostgreSQL) or one JSON array (SQLite): one statement for
+# any number of them, planned once.
+DIALECT = {
+    "postgres": {
+        "sql_sources": """
+SELECT * FROM unnest(CAST({subjects} AS VARCHAR[]), CAST({starts} AS BIGINT[]), CAST({ends} AS BIGINT[]))""",
+        "sql_visits": """
+SELECT * FROM unnest(
+    CAST({source_subjects} AS VARCHAR[]), CAST({venues} AS UUID[]), CAST({subs} AS UUID[]),
+    CAST({arrivals} AS BIGINT[]), CAST({departures} AS BIGINT[]),
+    CAST({starts} AS BIGINT[]), CAST({ends} AS BIGINT[]), CAST({classes} AS INT[])
+)""",
+        "sql_excluded": "SELECT unnest(CAST({excluded} AS VARCHAR[]))",
+        "sql_score": "(CAST({scores} AS BIGINT[]))[CAST(weight_class * {width} + (end_at - start_at) / 60 + 1 AS INT)]",
+        "sql_greatest": "GREATEST",
+        "sql_least": "LEAST",
+        "sql_bytewise": '"C"',
+    },
+    "sqlite": {
+        "sql_sources": """
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]')
+FROM json_each({sources_json})""",
+        "sql_visits": """
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+    json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+    json_extract(value, '$[6]'), json_extract(value, '$[7]')
+FROM json_each({visits_json})""",
+        "sql_excluded": "SELECT value FROM json_each({excluded_json})",
+        "sql_score": "json_extract({scores_json}, '$[' || (weight_class * {width} + (end_at - start_at) / 60) || ']')",
+        "sql_greatest": "max",
+        "sql_least": "min",
+        "sql_bytewise": "BINARY",
+    },
 }
 
-# Every overlap of another person's visit with a source's visit at the same venue (or sub-location
-# when both name one), the tail counted after the source left, clipped to the source's window. The
-# overlaps of one person at one venue that last the same whole minutes weigh the same, so they come
-# back as one row with their number (``times``) and the earliest of them: a market's F2 search
-# yields a few rows per person instead of one per pair of visits.
-EXPOSURE_SQL = """
-WITH {sources},
+# Step 1: the sources' visits in their windows (a stay that began up to ``max_stay`` earlier counts).
+# The bounds of all the windows together (``earliest``, ``latest``) are constants, which leave the
+# daily partitions outside them out of the plan (steps 1 and 2).
+SOURCE_VISITS_SQL = """
+WITH src(subject_id, window_start, window_end) AS ({sql_sources})
+SELECT src.subject_id AS source_subject, CAST(f.venue_id AS TEXT) AS venue_id,
+    CAST(f.sub_location_id AS TEXT) AS sub_location_id, f.arrived_at AS arrived_at, f.left_at AS left_at,
+    src.window_start AS window_start, src.window_end AS window_end
+FROM src
+JOIN checkin_visit f
+    ON f.subject_id = src.subject_id
+    AND f.arrived_at >= src.window_start - {max_stay}
+    AND f.arrived_at < src.window_end
+    AND f.left_at > src.window_start
+    AND f.arrived_at >= {earliest}
+    AND f.arrived_at < {latest}
+"""
+
+# Step 2: every overlap of another person's visit with one of those visits at the same venue (or
+# sub-location when both name one), the tail counted after the source left, clipped to the source's
+# window, and its score (whole minutes, weighed by the venue's class: NULL for venues weighed by
+# rules); then, over each person's overlaps, ordered strongest first (ties: the earliest), their
+# number, minutes, summed score and first moment. The index on (venue, arrival, departure) carries the
+# other columns read here, so the visits of a busy venue are read from the index alone.
+CONTACTS_SQL = """
+WITH f(source_subject, venue_id, sub_location_id, arrived_at, left_at, window_start, window_end, weight_class) AS (
+    {sql_visits}
+),
 pairs AS (
     SELECT
         c.subject_id AS subject_id,
@@ -82,48 +148,69 @@ pairs AS (
         c.full_name AS full_name,
         c.venue_id AS venue_id,
         COALESCE(f.sub_location_id, c.sub_location_id) AS sub_location_id,
-        src.subject_id AS source_subject,
-        CASE WHEN c.arrived_at > f.arrived_at THEN c.arrived_at ELSE f.arrived_at END AS overlap_start,
-        CASE WHEN c.left_at < f.left_at + {tail} THEN c.left_at ELSE f.left_at + {tail} END AS overlap_end,
-        src.window_start AS window_start,
-        src.window_end + {tail} AS window_end
-    FROM src
-    JOIN checkin_visit f
-        ON f.subject_id = src.subject_id
-        AND f.arrived_at >= src.window_start - {max_stay}
-        AND f.arrived_at < src.window_end
-        AND f.left_at > src.window_start
+        f.source_subject AS source_subject,
+        f.weight_class AS weight_class,
+        {sql_greatest}(c.arrived_at, f.arrived_at, f.window_start) AS start_at,
+        {sql_least}(c.left_at, f.left_at + {tail}, f.window_end + {tail}) AS end_at
+    FROM f
     JOIN checkin_visit c
         ON c.venue_id = f.venue_id
         AND c.arrived_at >= f.arrived_at - {max_stay}
         AND c.arrived_at < f.left_at + {tail}
         AND c.left_at > f.arrived_at
         AND (f.sub_location_id IS NULL OR c.sub_location_id IS NULL OR c.sub_location_id = f.sub_location_id)
-    WHERE c.subject_id NOT IN (SELECT subject_id FROM src)
-        AND c.subject_id NOT IN (SELECT subject_id FROM known)
+        AND c.arrived_at >= {earliest}
+        AND c.arrived_at < {latest}
+    WHERE c.subject_id NOT IN ({sql_excluded})
 ),
-clipped AS (
+scored AS (
     SELECT
-        subject_id, phone, id_number, full_name, venue_id, sub_location_id, source_subject,
-        CASE WHEN overlap_start > window_start THEN overlap_start ELSE window_start END AS start_at,
-        CASE WHEN overlap_end < window_end THEN overlap_end ELSE window_end END AS end_at
+        pairs.*,
+        (end_at - start_at) / 60 AS minutes,
+        CASE WHEN weight_class >= 0 THEN {sql_score} END AS units
     FROM pairs
+    WHERE end_at > start_at
 ),
-exposures AS (
-    SELECT clipped.*, (end_at - start_at) / 60 AS minutes FROM clipped WHERE end_at > start_at
-),
-grouped AS (
+people AS (
     SELECT
-        exposures.*,
-        COUNT(*) OVER same AS times,
-        ROW_NUMBER() OVER (same ORDER BY start_at, end_at, source_subject) AS nth
-    FROM exposures
-    WINDOW same AS (PARTITION BY subject_id, venue_id, minutes)
+        scored.*,
+        COUNT(*) OVER person AS exposures,
+        CAST(SUM(minutes) OVER person AS BIGINT) AS overlap_minutes,
+        CAST(SUM(units) OVER person AS BIGINT) AS risk_units,
+        MIN(start_at) OVER person AS first_exposed,
+        ROW_NUMBER() OVER person AS nth
+    FROM scored
+    WINDOW person AS (
+        PARTITION BY subject_id COLLATE {sql_bytewise}
+        ORDER BY units DESC NULLS LAST, start_at, end_at, venue_id, source_subject COLLATE {sql_bytewise}
+        ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING
+    )
 )
-SELECT subject_id, phone, id_number, full_name, venue_id, sub_location_id, source_subject,
-    start_at, end_at, minutes, times
-FROM grouped
-WHERE nth = 1
+SELECT
+    'person' AS kind, subject_id, phone, id_number, full_name, CAST(venue_id AS TEXT) AS venue_id,
+    CAST(sub_location_id AS TEXT) AS sub_location_id, source_subject, start_at, end_at, minutes, units,
+    1 AS times, exposures, overlap_minutes, risk_units, first_exposed
+FROM people
+WHERE nth = 1 AND overlap_minutes >= {min_overlap}
+"""
+
+# With venues weighed by rules, also their overlaps of each listed person, grouped by venue and whole
+# minutes (they weigh the same), each group with its number and its earliest overlap.
+RULE_GROUPS_SQL = """
+UNION ALL
+SELECT
+    'group', subject_id, phone, id_number, full_name, CAST(venue_id AS TEXT), CAST(sub_location_id AS TEXT),
+    source_subject, start_at, end_at, minutes, NULL, times, NULL, NULL, NULL, NULL
+FROM (
+    SELECT
+        people.*,
+        COUNT(*) OVER same AS times,
+        ROW_NUMBER() OVER (same ORDER BY start_at, end_at, source_subject COLLATE {sql_bytewise}) AS nth_same
+    FROM people
+    WHERE units IS NULL AND overlap_minutes >= {min_overlap}
+    WINDOW same AS (PARTITION BY subject_id, venue_id, minutes)
+) same_minutes
+WHERE nth_same = 1
 """
 
 
@@ -135,11 +222,11 @@ class Source(msgspec.Struct, frozen=True):
     window_end: int
 
 
-class Exposure(msgspec.Struct, frozen=True, kw_only=True):
-    """A contact's overlaps with sources at one venue that last the same whole minutes (Unix seconds).
+class Exposure(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A contact's overlap with a source at one venue (Unix seconds), or ``times`` of them.
 
-    ``times`` overlaps weigh the same; ``start``, ``end``, the sub-location and the source are
-    those of the earliest, which is the one shown when this is the contact's strongest exposure.
+    A group of ``times`` overlaps (same person, venue and whole minutes) weighs the same; ``start``,
+    ``end``, the sub-location and the source are those of the earliest.
     """
 
     subject_id: str
@@ -155,16 +242,24 @@ class Exposure(msgspec.Struct, frozen=True, kw_only=True):
     times: int = 1
 
 
-class Traced(msgspec.Struct, kw_only=True):
-    """One person found by tracing, at their closest degree, with their strongest exposure."""
+class Traced(msgspec.Struct, kw_only=True, gc=False):
+    """One person found by tracing, at their closest degree, with their strongest exposure.
+
+    Scores are integers of 1 / ``RISK_UNITS``; ``best_units`` is -1 while the strongest exposure
+    found so far is one that the province's rules have not weighed yet.
+    """
 
     degree: int
     best: Exposure
-    best_score: float
-    overlap_minutes: int = 0
-    exposures: int = 0
-    risk_score: float = 0.0
-    first_exposed: int = 0
+    best_units: int
+    overlap_minutes: int
+    exposures: int
+    risk_units: int
+    first_exposed: int
+
+    @property
+    def risk_score(self) -> float:
+        return round(self.risk_units / RISK_UNITS, 4)
 
 
 class ResultReleased(msgspec.Struct, kw_only=True):
@@ -310,60 +405,90 @@ async def trace_case(platform: Platform, case_id: uuid.UUID) -> None:
     now = int(clock.now().timestamp())
     venues = _VenueWeights(platform, config)
 
-    first = await find_exposures(platform, [Source(s, *window) for s in f0], config)
-    f1 = await _rank(first, degree=1, exclude=set(f0), venues=venues, config=config)
+    f1 = await find_contacts(platform, [Source(s, *window) for s in f0], config, venues, degree=1)
     f2: dict[str, Traced] = {}
     if config.trace_f2 and f1:
         # An F1 could pass it on from the moment they were exposed until they are isolated (now).
         sources = [Source(subject, t.first_exposed, max(now, window[1])) for subject, t in f1.items()]
-        second = await find_exposures(platform, sources, config, known=f0)
-        f2 = await _rank(second, degree=2, exclude=set(f0) | set(f1), venues=venues, config=config)
+        f2 = await find_contacts(platform, sources, config, venues, degree=2, known=f0)
     zones = await _zones(platform, config, f0, window)
     await _store_trace(platform, case, {**f1, **f2}, zones, venues)
     log.info("checkin.case_traced", case=str(case_id), f1=len(f1), f2=len(f2), zones=len(zones))
 
 
-async def find_exposures(
-    platform: Platform, sources: Sequence[Source], config: CheckinSettings, *, known: Iterable[str] = ()
-) -> list[Exposure]:
-    """Other people's overlaps with the sources' visits in the sources' windows, in one query.
+async def find_contacts(
+    platform: Platform,
+    sources: Sequence[Source],
+    config: CheckinSettings,
+    venues: _VenueWeights,
+    *,
+    degree: int,
+    known: Iterable[str] = (),
+) -> dict[str, Traced]:
+    """The people whose visits overlapped the sources' visits in the sources' windows, at ``degree``.
 
-    The sources themselves, and the ``known`` people (found at a closer degree), are left out.
+    Each comes once, with their overlaps, minutes and risk summed and their strongest exposure, if
+    they were together for ``min_overlap_minutes`` in all. The sources themselves, and the
+    ``known`` people (found at a closer degree), are left out.
     """
     if not sources:
-        return []
-    values: dict[str, Any] = {"tail": config.tail_minutes * 60, "max_stay": config.max_stay_minutes * 60}
-    if platform.db.kind == "postgres":
+        return {}
+    kind = platform.db.kind
+    tail, max_stay = config.tail_minutes * 60, config.max_stay_minutes * 60
+    columns = ("source_subject", "venue_id", "sub_location_id", "arrived_at", "left_at", "window_start", "window_end")
+    found = [tuple(row[column] for column in columns) for row in await _source_visits(platform, sources, max_stay)]
+    if not found:
+        return {}
+    await venues.load(visit[1] for visit in found)
+    # No overlap with a visit lasts longer than the visit and its tail: the table of scores stops there.
+    width = max(left + tail - arrived for _, _, _, arrived, left, _, _ in found) // 60 + 1
+    classes, scores = venues.scores(degree, width)
+    visits = [(*visit, classes[visit[1]]) for visit in found]
+    excluded = sorted({s.subject_id for s in sources} | set(known))
+    values: dict[str, Any] = {"tail": tail, "max_stay": max_stay, "width": width}
+    values["earliest"] = min(arrived for _, _, _, arrived, _, _, _ in found) - max_stay
+    values["latest"] = max(left for _, _, _, _, left, _, _ in found) + tail
+    values["min_overlap"] = config.min_overlap_minutes
+    if kind == "postgres":
+        names = ("source_subjects", "venues", "subs", "arrivals", "departures", "starts", "ends", "classes")
+        values |= {name: list(column) for name, column in zip(names, zip(*visits, strict=True), strict=True)}
+        values |= {"excluded": excluded, "scores": scores}
+    else:
+        values |= {
+            "visits_json": msgspec.json.encode(visits).decode(),
+            "excluded_json": msgspec.json.encode(excluded).decode(),
+            "scores_json": msgspec.json.encode(scores).decode(),
+        }
+    template = CONTACTS_SQL
+    if any(visit[7] == WEIGHED_BY_RULES for visit in visits):
+        template += RULE_GROUPS_SQL
+    sql, args = _bind(_in_dialect(template, kind), values)
+    return await _rank(await _contact_rows(platform, sql, args), degree=degree, venues=venues)
+
+
+async def _source_visits(platform: Platform, sources: Sequence[Source], max_stay: int) -> list[Any]:
+    kind = platform.db.kind
+    values: dict[str, Any] = {"max_stay": max_stay}
+    values["earliest"] = min(s.window_start for s in sources) - max_stay
+    values["latest"] = max(s.window_end for s in sources)
+    if kind == "postgres":
         values |= {
             "subjects": [s.subject_id for s in sources],
             "starts": [s.window_start for s in sources],
             "ends": [s.window_end for s in sources],
-            "known": list(known),
         }
     else:
-        values |= {
-            "sources_json": msgspec.json.encode(
-                [[s.subject_id, s.window_start, s.window_end] for s in sources]
-            ).decode(),
-            "known_json": msgspec.json.encode(list(known)).decode(),
-        }
-    sql, args = _bind(EXPOSURE_SQL.replace("{sources}", SOURCES_SQL[platform.db.kind]), values)
-    return [
-        Exposure(
-            subject_id=row["subject_id"],
-            phone=row["phone"],
-            id_number=row["id_number"],
-            full_name=row["full_name"],
-            venue_id=str(row["venue_id"]),
-            sub_location_id=str(row["sub_location_id"]) if row["sub_location_id"] else None,
-            source_subject=row["source_subject"],
-            start=row["start_at"],
-            end=row["end_at"],
-            minutes=row["minutes"],
-            times=row["times"],
-        )
-        for row in await _exposure_rows(platform, sql, args)
-    ]
+        encoded = msgspec.json.encode([[s.subject_id, s.window_start, s.window_end] for s in sources])
+        values["sources_json"] = encoded.decode()
+    sql, args = _bind(_in_dialect(SOURCE_VISITS_SQL, kind), values)
+    return await platform.db.fetch(sql, *args)
+
+
+def _in_dialect(template: str, kind: str) -> str:
+    """The statement for this database: its fragments (``{sql_visits}``, ``{sql_least}``...) filled in."""
+    for name, fragment in DIALECT[kind].items():
+        template = template.replace("{" + name + "}", fragment)
+    return template
 
 
 def _bind(template: str, values: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -377,17 +502,23 @@ def _bind(template: str, values: dict[str, Any]) -> tuple[str, list[Any]]:
     return re.sub(r"\{(\w+)\}", positional, template), args
 
 
-async def _exposure_rows(platform: Platform, sql: str, args: list[Any]) -> list[dict[str, Any]]:
+async def _contact_rows(platform: Platform, sql: str, args: list[Any]) -> list[Any]:
     if platform.db.kind != "postgres":
         return await platform.db.execute(sql, *args)
     async with platform.db.transaction():
         # Index look-ups: starting parallel workers costs more than the query (bench/tracing.py, 10M
         # check-ins: F1 p50 45 ms with them, 12 ms without), and so does compiling it (JIT took a
-        # second for a heavy F2 search over the daily partitions, more than running it). The rows of
-        # a busy place's F2 search are sorted in memory rather than on disk.
-        for setting in POSTGRES_SETTINGS:
-            await platform.db.execute(f"SET LOCAL {setting}")
-        return await platform.db.execute(sql, *args)
+        # second for a heavy F2 search over the daily partitions, more than running it). The overlaps
+        # of a busy place's F2 search are sorted in memory rather than on disk. The statement is planned
+        # for its own arrays and bounds every time (under a millisecond), never as a generic plan that
+        # knows neither how many visits come in nor which daily partitions they fall in.
+        names, settings = list(POSTGRES_SETTINGS), list(POSTGRES_SETTINGS.values())
+        await platform.db.fetch(
+            "SELECT set_config(name, setting, true) FROM unnest({}::text[], {}::text[]) AS s(name, setting)",
+            names,
+            settings,
+        )
+        return await platform.db.fetch(sql, *args)
 
 
 class _VenueWeights:
@@ -398,11 +529,17 @@ class _VenueWeights:
         self._config = config
         self.facts: dict[str, VenueFacts] = {}
         self._type_weights: dict[str, dict[str, float]] = {}
+        self._ruled: dict[str, bool] = {}
         # A weight depends only on the venue, the overlap and the degree: each is asked for once.
-        self._scores: dict[tuple[str, int, int], float] = {}
+        self._scores: dict[tuple[str, int, int], int] = {}
 
     async def load(self, venue_ids: Iterable[str]) -> None:
         missing = sorted(set(venue_ids) - set(self.facts))
+        if missing and self._platform.db.kind == "postgres":
+            # All at once (an F2 search meets a thousand venues or more), without building Piccolo rows.
+            for row in await self._platform.db.fetch(VENUE_FACTS_SQL, missing):
+                self.facts[str(row["id"])] = facts_of(row)
+            missing = []
         for start in range(0, len(missing), VENUES_PER_QUERY):
             ids = [uuid.UUID(v) for v in missing[start : start + VENUES_PER_QUERY]]
             for row in await Venue.select().where(Venue.id.is_in(ids)):
@@ -410,19 +547,38 @@ class _VenueWeights:
         for province in {f.province for f in self.facts.values()} - set(self._type_weights):
             types = await venue_types(self._platform, province)
             self._type_weights[province] = {code: t.risk_weight for code, t in types.items()}
+            self._ruled[province] = bool(self._platform.hooks.caller("checkin_risk_weight", province).get_hookimpls())
 
-    async def score(self, exposure: Exposure, degree: int) -> float:
-        """The risk of one of the exposure's overlaps: hours together, weighted by venue and rules."""
+    def scores(self, degree: int, width: int) -> tuple[dict[str, int], list[int]]:
+        """Each loaded venue's weight class, and each class's score of 0 to ``width - 1`` minutes.
+
+        A class is a venue type weight; venues whose province's rules weigh risk have none
+        (``WEIGHED_BY_RULES``). The scores come as one list, class after class, in ``RISK_UNITS``.
+        """
+        factor = self._factor(degree)
+        weights: dict[float, int] = {}
+        classes: dict[str, int] = {}
+        for venue_id, venue in self.facts.items():
+            if self._ruled[venue.province]:
+                classes[venue_id] = WEIGHED_BY_RULES
+            else:
+                weight = self._type_weights[venue.province].get(venue.venue_type, 1.0)
+                classes[venue_id] = weights.setdefault(weight, len(weights))
+        table = [_units(_risk(minutes, weight, factor)) for weight in weights for minutes in range(width)]
+        return classes, table
+
+    async def units(self, exposure: Exposure, degree: int) -> int:
+        """The risk of one of the exposure's overlaps in ``RISK_UNITS``, weighed by province rules."""
         key = (exposure.venue_id, exposure.minutes, degree)
         score = self._scores.get(key)
         if score is None:
-            score = self._scores[key] = await self._score(exposure.venue_id, exposure.minutes, degree)
+            score = self._scores[key] = _units(await self._score(exposure.venue_id, exposure.minutes, degree))
         return score
 
     async def _score(self, venue_id: str, minutes: int, degree: int) -> float:
         venue = self.facts[venue_id]
         weight = self._type_weights[venue.province].get(venue.venue_type, 1.0)
-        if self._platform.hooks.caller("checkin_risk_weight", venue.province).get_hookimpls():
+        if self._ruled[venue.province]:
             answers = await self._platform.hooks.collect(
                 "checkin_risk_weight",
                 province=venue.province,
@@ -434,32 +590,59 @@ class _VenueWeights:
             for answer in answers:
                 if isinstance(answer, int | float) and answer >= 0:
                     weight *= float(answer)
-        factor = 1.0 if degree == 1 else self._config.f2_risk_factor
-        return round(minutes / 60 * weight * factor, 4)
+        return _risk(minutes, weight, self._factor(degree))
+
+    def _factor(self, degree: int) -> float:
+        return 1.0 if degree == 1 else self._config.f2_risk_factor
 
 
-async def _rank(
-    exposures: list[Exposure], *, degree: int, exclude: set[str], venues: _VenueWeights, config: CheckinSettings
-) -> dict[str, Traced]:
-    """One entry per person: cumulative overlap and risk, the strongest exposure shown."""
-    await venues.load(e.venue_id for e in exposures)
+def _risk(minutes: int, weight: float, factor: float) -> float:
+    """The risk of one overlap: hours together times the venue's weight (and the degree's factor)."""
+    return round(minutes / 60 * weight * factor, 4)
+
+
+def _units(score: float) -> int:
+    return round(score * RISK_UNITS)
+
+
+async def _rank(rows: Iterable[Any], *, degree: int, venues: _VenueWeights) -> dict[str, Traced]:
+    """One entry per person from the contact query's rows; groups weighed by province rules added in."""
     people: dict[str, Traced] = {}
-    for exposure in exposures:
-        if exposure.subject_id in exclude:
+    groups: list[Exposure] = []
+    for row in rows:
+        exposure = Exposure(
+            subject_id=row["subject_id"],
+            phone=row["phone"],
+            id_number=row["id_number"],
+            full_name=row["full_name"],
+            venue_id=row["venue_id"],
+            sub_location_id=row["sub_location_id"],
+            source_subject=row["source_subject"],
+            start=row["start_at"],
+            end=row["end_at"],
+            minutes=row["minutes"],
+            times=row["times"],
+        )
+        if row["kind"] == "group":
+            groups.append(exposure)
             continue
-        score = await venues.score(exposure, degree)
-        traced = people.get(exposure.subject_id)
-        if traced is None:
-            traced = people[exposure.subject_id] = Traced(
-                degree=degree, best=exposure, best_score=score, first_exposed=exposure.start
-            )
-        elif score > traced.best_score or (score == traced.best_score and _earlier(exposure, traced.best)):
-            traced.best, traced.best_score = exposure, score
-        traced.overlap_minutes += exposure.minutes * exposure.times
-        traced.exposures += exposure.times
-        traced.risk_score = round(traced.risk_score + score * exposure.times, 4)
-        traced.first_exposed = min(traced.first_exposed, exposure.start)
-    return {s: t for s, t in people.items() if t.overlap_minutes >= config.min_overlap_minutes}
+        units = row["units"]
+        people[exposure.subject_id] = Traced(
+            degree=degree,
+            best=exposure,
+            best_units=-1 if units is None else units,
+            overlap_minutes=row["overlap_minutes"],
+            exposures=row["exposures"],
+            risk_units=row["risk_units"] or 0,
+            first_exposed=row["first_exposed"],
+        )
+    for exposure in groups:
+        traced = people[exposure.subject_id]
+        units = await venues.units(exposure, degree)
+        traced.risk_units += units * exposure.times
+        if units > traced.best_units or (units == traced.best_units and _earlier(exposure, traced.best)):
+            traced.best, traced.best_units = exposure, units
+    return people
 
 
 def _earlier(exposure: Exposure, other: Exposure) -> bool:

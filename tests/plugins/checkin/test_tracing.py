@@ -7,6 +7,7 @@ import csv
 import io
 import random
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from core import hookimpl
 from core.tables import MessageOutbox
 from core.testing import http_client
 from plugins.checkin.tables import Visit
-from plugins.checkin.venues import VenueType, venue_types
+from plugins.checkin.venues import VenueType, load_venue, venue_types
 from plugins.checkin.visits import settings_of
 from tests.plugins.checkin.conftest import BASE_URL, Kit
 
@@ -375,13 +376,23 @@ class Stay(msgspec.Struct, frozen=True):
     left: int
 
 
+Weight = Callable[[str, int, int], float]
+
+
 def reference_trace(
-    stays: list[Stay], f0: str, window: tuple[int, int], now: int, weights: dict[str, float], config: Any
-) -> dict[str, tuple[int, int, int, float]]:
-    """Tracing as issue #3 words it, pair by pair in Python: {person: (degree, minutes, overlaps, risk)}."""
+    stays: list[Stay], f0: str, window: tuple[int, int], now: int, weight: Weight, config: Any
+) -> dict[str, tuple[Any, ...]]:
+    """Tracing as issue #3 words it, pair by pair in Python.
+
+    ``weight(venue, minutes, degree)`` is the venue type's weight times the province rules' answers.
+    Returns {person: (degree, minutes, overlaps, risk, (venue, source, start, end) of the strongest
+    overlap, the earliest among equally strong ones)}.
+    """
     tail = config.tail_minutes * 60
 
-    def contacts(sources: dict[str, tuple[int, int]], exclude: set[str], factor: float) -> dict[str, list[Any]]:
+    def contacts(
+        sources: dict[str, tuple[int, int]], exclude: set[str], degree: int, factor: float
+    ) -> dict[str, list[Any]]:
         found: dict[str, list[Any]] = {}
         for f in stays:
             if f.subject not in sources:
@@ -398,18 +409,27 @@ def reference_trace(
                 if high <= low:
                     continue
                 minutes = (high - low) // 60
-                person = found.setdefault(c.subject, [0, 0, 0.0, low])
+                score = round(minutes / 60 * weight(c.venue, minutes, degree) * factor, 4)
+                person = found.setdefault(c.subject, [0, 0, 0.0, low, None])
                 person[0] += minutes
                 person[1] += 1
-                person[2] = round(person[2] + round(minutes / 60 * weights[c.venue] * factor, 4), 4)
+                person[2] = round(person[2] + score, 4)
                 person[3] = min(person[3], low)
+                # The strongest overlap is shown; between equally strong ones, the earliest.
+                key = (-score, low, high, c.venue, f.subject)
+                if person[4] is None or key < person[4]:
+                    person[4] = key
         return {p: v for p, v in found.items() if v[0] >= config.min_overlap_minutes}
 
-    f1 = contacts({f0: window}, {f0}, 1.0)
-    f2 = contacts({p: (v[3], max(now, window[1])) for p, v in f1.items()}, {f0, *f1}, config.f2_risk_factor)
+    def shown(person: list[Any]) -> tuple[Any, ...]:
+        _score, low, high, venue, source = person[4]
+        return (venue, source, low, high)
+
+    f1 = contacts({f0: window}, {f0}, 1, 1.0)
+    f2 = contacts({p: (v[3], max(now, window[1])) for p, v in f1.items()}, {f0, *f1}, 2, config.f2_risk_factor)
     return {
-        **{p: (1, v[0], v[1], v[2]) for p, v in f1.items()},
-        **{p: (2, v[0], v[1], v[2]) for p, v in f2.items()},
+        **{p: (1, v[0], v[1], v[2], shown(v)) for p, v in f1.items()},
+        **{p: (2, v[0], v[1], v[2], shown(v)) for p, v in f2.items()},
     }
 
 
@@ -420,19 +440,53 @@ async def test_f1_and_f2_sets_match_a_pair_by_pair_reading_of_the_rules(make_pla
     # The window opens at the sample date, 20 hours ago: it cuts through the stays made before.
     platform = await make_platform(base_url=BASE_URL, plugin={"checkin": {"infectious_days_before": 0}})
     async with http_client(platform) as client:
-        await check_against_reference(Kit(platform, client))
+        await check_against_reference(Kit(platform, client), rules=None)
 
 
-async def check_against_reference(kit: Kit) -> None:
+class MinuteRules:
+    """Hanoi rules that depend on the overlap: long stays at a restaurant, and F2 at a karaoke."""
+
+    PROVINCE = "01"
+
+    @hookimpl
+    def checkin_risk_weight(self, venue, overlap_minutes, degree):
+        if venue.venue_type == "restaurant":
+            return 1.7 if overlap_minutes >= 45 else None
+        if venue.venue_type == "bar_karaoke" and degree == 2:
+            return 0.3
+        return None
+
+
+async def test_province_rules_match_a_pair_by_pair_reading_too(make_platform):
+    """The same comparison with rules that weigh Hanoi's overlaps by their length and degree: those
+    venues' overlaps are weighed group by group, Da Nang's from the table, and the sums match."""
+    platform = await make_platform(
+        base_url=BASE_URL,
+        plugin={"checkin": {"infectious_days_before": 0}},
+        extra_plugins=[("minute_rules", MinuteRules())],
+    )
+    async with http_client(platform) as client:
+        await check_against_reference(Kit(platform, client), rules=MinuteRules())
+
+
+async def check_against_reference(kit: Kit, rules: MinuteRules | None) -> None:
     town = Town(kit)
     await town.setup_venues()
     venues = [town.restaurant, town.karaoke, town.office, town.danang]
     subs = {v["id"]: [None] + [s["id"] for s in v["sub_locations"]] for v in venues}
     config = settings_of(kit.platform)
-    weights = {}
+    weights, facts = {}, {}
     for venue in venues:
         types = await venue_types(kit.platform, venue["province"])
         weights[venue["id"]] = types[venue["venue_type"]].risk_weight
+        facts[venue["id"]] = await load_venue(venue["id"])
+
+    def weight(venue: str, minutes: int, degree: int) -> float:
+        answer = None
+        if rules is not None and facts[venue].province == rules.PROVINCE:
+            answer = rules.checkin_risk_weight(venue=facts[venue], overlap_minutes=minutes, degree=degree)
+        return weights[venue] * (1.0 if answer is None else answer)
+
     now = int(town.now.timestamp())
     rng = random.Random(2021)
     stays = []
@@ -459,6 +513,9 @@ async def check_against_reference(kit: Kit) -> None:
         Stay("ref-60", office, None, now - 5 * 3600, now - 4 * 3600 - 1800),
         Stay("ref-61", office, None, now - 3 * 3600, now - 2 * 3600 - 1800),
         Stay("ref-62", office, None, now - 5 * 3600 + 600, now - 2 * 3600 - 2400),
+        # Half an hour with each of the two, at two times: equally strong, so the earlier one is shown.
+        Stay("ref-63", office, None, now - 5 * 3600, now - 4 * 3600 - 1800),
+        Stay("ref-63", office, None, now - 3 * 3600, now - 2 * 3600 - 1800),
     ]
     stays = [s for s in stays if s.left < now]
     province = {v["id"]: v["province"] for v in venues}
@@ -495,9 +552,27 @@ async def check_against_reference(kit: Kit) -> None:
     case = response.json()
     window = (int(datetime.fromisoformat(case["window_start"]).timestamp()), now)
     traced_at = int(datetime.fromisoformat(case["traced_at"]).timestamp())
-    expected = reference_trace(stays, "ref-0", window, traced_at, weights, config)
+    expected = reference_trace(stays, "ref-0", window, traced_at, weight, config)
     contacts = (await kit.client.get(f"/api/checkin/cases/{case['id']}/contacts", headers=epi)).json()
-    found = {c["subject_id"]: (c["degree"], c["overlap_minutes"], c["exposures"], c["risk_score"]) for c in contacts}
+    found = {
+        c["subject_id"]: (
+            c["degree"],
+            c["overlap_minutes"],
+            c["exposures"],
+            c["risk_score"],
+            (
+                c["venue_id"],
+                c["via_subject_id"] or "ref-0",
+                int(datetime.fromisoformat(c["exposure_start"]).timestamp()),
+                int(datetime.fromisoformat(c["exposure_end"]).timestamp()),
+            ),
+        )
+        for c in contacts
+    }
     assert found == expected
     assert expected["ref-62"][0] == 2
+    assert expected["ref-63"][2] >= 2 and expected["ref-63"][4][2] == now - 5 * 3600
     assert 5 <= sum(1 for d in expected.values() if d[0] == 1) and 5 <= sum(1 for d in expected.values() if d[0] == 2)
+    if rules is not None:  # the rules changed some scores, so the comparison tested them
+        plain = reference_trace(stays, "ref-0", window, traced_at, lambda venue, _m, _d: weights[venue], config)
+        assert {p: v[3] for p, v in plain.items()} != {p: v[3] for p, v in expected.items()}
