@@ -203,10 +203,15 @@ async def _upload(base_url: str, headers: dict[str, str], labels: list[str], url
     connection = await asyncpg.connect(url)
     try:
         stored = await connection.fetchval("SELECT count(*) FROM testing_result WHERE source = 'individual'")
+        queued = await connection.fetchval(UPLOAD_NOTICES)
+        reported = await connection.fetchval("SELECT count(*) FROM testing_case_report")
     finally:
         await connection.close()
     if stored < len(labels):
         raise RuntimeError(f"the upload answered 201 but only {stored} of {len(labels)} results are stored")
+    # Every result is queued for its notice (one by one or in batches), and every positive reported.
+    if queued < len(labels) or reported != (len(labels) + 99) // 100:
+        raise RuntimeError(f"the upload queued {queued} notices and reported {reported} positives")
     rate = len(labels) / elapsed
     print(
         table(
@@ -215,6 +220,12 @@ async def _upload(base_url: str, headers: dict[str, str], labels: list[str], url
             [[f"{len(labels):,}", f"{elapsed:.2f}", f"{rate:,.0f}", "20,000"]],
         )
     )
+
+
+UPLOAD_NOTICES = (
+    "SELECT (SELECT count(*) FROM testing_untold) + (SELECT coalesce(sum(length(samples) - "
+    "length(replace(samples, ',', '')) + 1), 0) FROM testing_untold_batch)"
+)
 
 
 async def _seed_released(url: str, secret_key: str, count: int) -> list[tuple[str, str]]:

@@ -24,7 +24,7 @@ async def insert(platform: Platform, table: type[Table], columns: Sequence[str],
     """Insert ``rows`` (tuples in ``columns`` order) into ``table``."""
     if not rows:
         return
-    connection = _connection(platform)
+    connection = connection_of(platform)
     name = table._meta.tablename
     if platform.db.kind == "postgres":
         await connection.copy_records_to_table(name, records=rows, columns=list(columns))
@@ -47,7 +47,7 @@ async def update_ids(
     """Set ``values`` on the rows whose ``key`` is in ``ids`` and which match ``only_if``; returns how many."""
     if not ids:
         return 0
-    connection = _connection(platform)
+    connection = connection_of(platform)
     name = table._meta.tablename
     columns = list(values)
     if platform.db.kind == "postgres":
@@ -85,7 +85,7 @@ async def update_each(
     """
     if not rows:
         return []
-    connection = _connection(platform)
+    connection = connection_of(platform)
     name = table._meta.tablename
     names = list(columns)
     if platform.db.kind == "postgres":
@@ -128,7 +128,8 @@ async def select_in(platform: Platform, sql: str, column: str, ids: list[str]) -
     return found
 
 
-def _connection(platform: Platform) -> Any:
+def connection_of(platform: Platform) -> Any:
+    """The driver connection of the current transaction (asyncpg's or aiosqlite's)."""
     transaction = platform.db.engine.current_transaction.get()
     if transaction is None:
         raise RuntimeError("bulk writes run inside platform.db.transaction(), so they commit with the rest")

@@ -3,9 +3,10 @@
 Export: each sample becomes a Patient, a Specimen identified by its label,
 and per result version an Observation and a DiagnosticReport coded with
 the test's LOINC code and a SNOMED CT result (corrections carry status
-``corrected``). Import: a Bundle of Observations (or DiagnosticReports
-without Observations) whose specimen is identified by its label, read into
-the same entries as a CSV upload.
+``corrected``; a result withdrawn by a pool correction ``entered-in-error``).
+Import: a Bundle of Observations (or DiagnosticReports without
+Observations) whose specimen is identified by its label, read into the same
+entries as a CSV upload.
 """
 
 from __future__ import annotations
@@ -114,10 +115,12 @@ async def _bundle(platform: Platform, rows: list[dict[str, Any]]) -> dict[str, A
         test_type = types.get(row["test_type"])
         loinc = test_type.loinc if test_type else None
         display = test_type.name_en if test_type else row["test_type"]
-        for version in versions.get(row["id"], []):
-            observation = _observation(row, version, loinc, display)
+        history = versions.get(row["id"], [])
+        for index, version in enumerate(history):
+            status = _status(version, history[index + 1] if index + 1 < len(history) else None)
+            observation = _observation(row, version, loinc, display, status)
             entries.append(_entry(observation))
-            entries.append(_entry(_report(row, version, loinc, display, observation)))
+            entries.append(_entry(_report(row, version, loinc, display, observation, status)))
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "collection", "timestamp": _instant(clock.now())}
     if entries:
         bundle["entry"] = entries  # FHIR allows no empty arrays
@@ -154,12 +157,14 @@ def _specimen(row: dict[str, Any]) -> dict[str, Any]:
     return specimen
 
 
-def _observation(row: dict[str, Any], version: dict[str, Any], loinc: str | None, display: str) -> dict[str, Any]:
+def _observation(
+    row: dict[str, Any], version: dict[str, Any], loinc: str | None, display: str, status: str
+) -> dict[str, Any]:
     code, outcome_display = OUTCOME_SNOMED[version["outcome"]]
     observation: dict[str, Any] = {
         "resourceType": "Observation",
         "id": _id("observation", version["id"]),
-        "status": _status(version),
+        "status": status,
         "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "laboratory"}]}],
         "code": _test_code(loinc, display),
         "subject": {"reference": _urn("patient", row["person"])},
@@ -181,13 +186,18 @@ def _observation(row: dict[str, Any], version: dict[str, Any], loinc: str | None
 
 
 def _report(
-    row: dict[str, Any], version: dict[str, Any], loinc: str | None, display: str, observation: dict[str, Any]
+    row: dict[str, Any],
+    version: dict[str, Any],
+    loinc: str | None,
+    display: str,
+    observation: dict[str, Any],
+    status: str,
 ) -> dict[str, Any]:
     code, outcome_display = OUTCOME_SNOMED[version["outcome"]]
     return {
         "resourceType": "DiagnosticReport",
         "id": _id("report", version["id"]),
-        "status": _status(version),
+        "status": status,
         "category": [{"coding": [{"system": REPORT_CATEGORY, "code": "LAB"}]}],
         "code": _test_code(loinc, display),
         "subject": {"reference": _urn("patient", row["person"])},
@@ -205,7 +215,18 @@ def _test_code(loinc: str | None, display: str) -> dict[str, Any]:
     return {"coding": [{"system": LOINC, "code": loinc, "display": display}], "text": display}
 
 
-def _status(version: dict[str, Any]) -> str:
+def _status(version: dict[str, Any], following: dict[str, Any] | None) -> str:
+    """The FHIR status of one result version, given the version after it (None for the latest).
+
+    A version that stopped being current without a correction replacing it was
+    withdrawn: a pool correction took back the negative its members had from
+    the pool (they are retested, and their own result, if any, is a new
+    version with its own source). FHIR R4 calls withdrawn data
+    ``entered-in-error``; a version replaced by a correction is ``amended``
+    (the first) or ``corrected`` (a correction itself).
+    """
+    if not version["current"] and (following is None or following["source"] != "correction"):
+        return "entered-in-error"
     if version["version"] == 1:
         return "final" if version["current"] else "amended"
     return "corrected"

@@ -6,7 +6,9 @@ a 100,000-row upload is not held up by 100,000 SMS hand-overs: small
 releases (one result, a pool) are told as soon as they commit, and the
 ``testing.notices.send`` job tells the rest. A queued sample is claimed
 before it is told, so two workers never tell it twice, and retried when
-its channel fails. The person hears the sample's latest result: as a plain
+its channel fails. A big release (an upload's samples) is queued as one
+row of ``testing_untold_batch``, which the job spreads into
+``testing_untold`` before telling it. The person hears the sample's latest result: as a plain
 result if they were told nothing before, else as a correction; a result
 withdrawn by a pool correction is taken back if they had been told it.
 """
@@ -23,7 +25,7 @@ from core import Message, clock
 from plugins.testing import bulk
 from plugins.testing.catalogue import known_test_types
 from plugins.testing.printing import VIETNAM
-from plugins.testing.tables import Sample, UntoldResult
+from plugins.testing.tables import Sample, UntoldBatch, UntoldResult
 
 if TYPE_CHECKING:
     from core.platform import Platform
@@ -54,6 +56,51 @@ async def queue_again(sample_id: str, *, now: datetime) -> None:
     )
 
 
+async def spread_batch(platform: Platform) -> int:
+    """Queue the samples of the oldest batch one by one (``testing_untold``); returns how many it held.
+
+    One transaction, and on PostgreSQL a batch another worker is spreading is
+    skipped. A sample queued meanwhile (a correction) keeps its own, later row;
+    one already told its latest result (a correction told at once) is left out.
+    """
+    async with platform.db.transaction():
+        query = UntoldBatch.select().order_by(UntoldBatch.id).limit(1)
+        if platform.db.kind == "postgres":
+            query = query.lock_rows(skip_locked=True)
+        batch = await query.first()
+        if batch is None:
+            return 0
+        samples = [sample for sample in batch["samples"].split(",") if sample]
+        if platform.db.kind == "postgres":
+            await platform.db.fetch(_SPREAD, batch["queued_at"], samples)
+        else:
+            for start in range(0, len(samples), SPREAD_CHUNK):
+                untold = await Sample.select(Sample.id).where(
+                    Sample.id.is_in(samples[start : start + SPREAD_CHUNK])
+                    & (Sample.notified_version < Sample.result_version)
+                )
+                if untold:
+                    await UntoldResult.insert(
+                        *[UntoldResult(sample=row["id"], queued_at=batch["queued_at"]) for row in untold]
+                    ).on_conflict(action="DO NOTHING")
+        await UntoldBatch.delete().where(UntoldBatch.id == batch["id"])
+    return len(samples)
+
+
+SPREAD_CHUNK = 100  # rows per insert on SQLite (5 columns: 500 parameters)
+# A sample told its latest version meanwhile (a correction told at once) is not queued again.
+_SPREAD = (
+    "INSERT INTO testing_untold (sample, queued_at, claimed_until, attempts, last_error) "
+    "SELECT id, {}, NULL, 0, '' FROM testing_sample WHERE id = ANY({}::varchar[]) "
+    "AND notified_version < result_version ON CONFLICT (sample) DO NOTHING"
+)
+# Samples queued in batches: commas plus one per batch.
+_BATCHED = (
+    "SELECT coalesce(sum(length(samples) - length(replace(samples, ',', '')) + 1), 0) AS waiting "
+    "FROM testing_untold_batch"
+)
+
+
 async def send_soon(platform: Platform, sample_ids: list[str]) -> None:
     """After a release committed: tell a small one now; the job tells big ones."""
     if 0 < len(sample_ids) <= INLINE:
@@ -61,7 +108,12 @@ async def send_soon(platform: Platform, sample_ids: list[str]) -> None:
 
 
 async def send_pending(platform: Platform, *, samples: list[str] | None = None, limit: int = BATCH) -> int:
-    """Tell the people of queued samples (these ``samples``, or the oldest ``limit``); returns how many."""
+    """Tell the people of queued samples (these ``samples``, or the oldest ``limit``); returns how many.
+
+    Without ``samples`` (the job), the oldest queued batch is spread first.
+    """
+    if samples is None:
+        await spread_batch(platform)
     now = clock.now()
     claimable = UntoldResult.claimed_until.is_null() | (UntoldResult.claimed_until < now)
     pending = UntoldResult.select(UntoldResult.sample).where(claimable)
@@ -124,7 +176,8 @@ async def send_job(platform: Platform) -> str:
         total += told
         if told == 0:
             break
-    waiting = await UntoldResult.count()
+    batched = await platform.db.fetch(_BATCHED)
+    waiting = await UntoldResult.count() + int(batched[0]["waiting"])
     return f"sent {total} result notice(s); {waiting} waiting"
 
 

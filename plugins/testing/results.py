@@ -6,10 +6,17 @@ when any is wrong, then in one transaction closes pools (Dorfman), releases
 results, tells each person by ``send_message``, and reports positives to
 their province: an audited case report and the ``testing_result_released``
 event, at most once per sample.
+
+On PostgreSQL first results are checked by the statement that stores them
+(``_enter_set_based``: one ``UPDATE ... FROM unnest`` feeding the result
+rows, the notice queue and the retest orders), and any entry that fails
+rolls it all back and sends the whole file through the per-entry checks,
+which report each problem with its row.
 """
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -93,6 +100,12 @@ async def enter_results(
     limit = platform.plugin_config("testing").max_upload_rows
     if len(entries) > limit:
         raise InvalidInput(f"file: {len(entries)} results at once; the limit is {limit} (max_upload_rows)")
+    if platform.db.kind == "postgres" and not platform.db.in_transaction():
+        # Outside a caller's transaction only: rolling back its own is how it falls back to the careful path.
+        entered = await _enter_set_based(platform, principal, entries, lab_row)
+        if entered is not None:
+            await notices.send_soon(platform, entered.released)
+            return entered
     problems, pools, samples = await _check(platform, entries, lab_row["code"])
     if problems:
         if single and len(problems) == 1:
@@ -100,22 +113,7 @@ async def enter_results(
         raise UploadRejected([RowError(row=p.row, column=p.column, message=p.message) for p in problems])
     now = clock.now()
     async with platform.db.transaction():
-        pool_outcomes = {label: entry.outcome for label, (entry, _row) in pools.items()}
-        await pooling.close_pools(
-            platform,
-            {label: (entry.outcome, entry.ct_value) for label, (entry, _row) in pools.items()},
-            lab=lab_row["code"],
-            by=principal.id,
-            now=now,
-        )
-        members = await pooling.members_of(platform, list(pools))
-        labs = {label: (row["lab"], row["lab_province"]) for label, (_entry, row) in pools.items()}
-        retests = await pooling.order_retests(platform, pool_outcomes, members, labs, now=now)
-        releases = [
-            _Release(sample_id=member, outcome="negative", ct_value=None, source="pool", pool=pool_id)
-            for pool_id, outcome in pool_outcomes.items()
-            for member in pooling.dorfman(outcome, members[pool_id]).negative
-        ]
+        releases, retests = await _enter_pools(platform, principal, pools, lab=lab_row["code"], now=now)
         releases.extend(
             _Release(
                 sample_id=label,
@@ -141,6 +139,197 @@ async def enter_results(
     )
 
 
+async def _enter_pools(
+    platform: Platform,
+    principal: Principal,
+    pools: dict[str, tuple[ResultEntry, dict[str, Any]]],
+    *,
+    lab: str,
+    now: datetime,
+) -> tuple[list[_Release], list[str]]:
+    """Close checked pools (Dorfman): the negatives their members take, and the members sent for retesting."""
+    if not pools:
+        return [], []
+    pool_outcomes = {label: entry.outcome for label, (entry, _row) in pools.items()}
+    await pooling.close_pools(
+        platform,
+        {label: (entry.outcome, entry.ct_value) for label, (entry, _row) in pools.items()},
+        lab=lab,
+        by=principal.id,
+        now=now,
+    )
+    members = await pooling.members_of(platform, list(pools))
+    labs = {label: (row["lab"], row["lab_province"]) for label, (_entry, row) in pools.items()}
+    retests = await pooling.order_retests(platform, pool_outcomes, members, labs, now=now)
+    releases = [
+        _Release(sample_id=member, outcome="negative", ct_value=None, source="pool", pool=pool_id)
+        for pool_id, outcome in pool_outcomes.items()
+        for member in pooling.dorfman(outcome, members[pool_id]).negative
+    ]
+    return releases, retests
+
+
+# -- the set-based path (PostgreSQL) ----------------------------------------------------------
+
+
+class _Recheck(Exception):
+    """Some sample did not pass the set-based checks: roll back and check every entry one by one."""
+
+
+async def _enter_set_based(
+    platform: Platform, principal: Principal, entries: list[ResultEntry], lab_row: dict[str, Any]
+) -> ResultsEntered | None:
+    """``enter_results`` for first results on PostgreSQL: the samples checked and stored by one statement.
+
+    The checks of ``_problem_with`` (and of the Ct value's and LOINC code's
+    test type) are the conditions of the statement that stores the samples'
+    results (``_STORE_FIRST_RESULTS``), so the 100,000 samples of a big upload
+    are neither read into Python nor sent twice. If any sample fails them
+    (or is not a first result: a retest after a withdrawn result), the
+    transaction rolls back and this returns None, and the caller checks every
+    entry one by one, which reports each problem with its row. Pools are read
+    and checked first, as on the careful path.
+    """
+    problems, parsed = _parse_entries(entries)
+    if problems or len(parsed) >= _ROWS_PER_PREFIX:
+        return None
+    lab = lab_row["code"]
+    types = known_test_types(platform)
+    pool_labels = [label for _entry, kind, label in parsed if kind == "pool"]
+    pool_rows = await _fetch(platform, Pool, pool_labels)
+    pools: dict[str, tuple[ResultEntry, dict[str, Any]]] = {}
+    ids: list[str] = []
+    outcomes: list[str] = []
+    cts: list[float | None] = []
+    allowed: list[str | None] = []
+    allowed_for: dict[tuple[bool, str | None], str | None] = {}
+    for entry, kind, label in parsed:
+        if kind == "pool":
+            row = pool_rows.get(label)
+            if row is None or _entry_problem(entry, kind, label, row, lab, types) is not None:
+                return None
+            pools[label] = (entry, row)
+            continue
+        ids.append(label)
+        outcomes.append(entry.outcome)
+        cts.append(entry.ct_value)
+        if entry.ct_value is None and entry.loinc is None:
+            allowed.append(None)
+            continue
+        key = (entry.ct_value is not None, entry.loinc)
+        if key not in allowed_for:
+            allowed_for[key] = ",".join(
+                code
+                for code, test_type in types.items()
+                if (entry.ct_value is None or test_type.method == "naat")
+                and (entry.loinc is None or test_type.loinc == entry.loinc)
+            )
+        allowed.append(allowed_for[key])
+    now = clock.now()
+    try:
+        async with platform.db.transaction():
+            connection = bulk.connection_of(platform)
+            # The stored rows pass through a few CTEs; this keeps them in memory rather than temporary files.
+            await connection.execute("SET LOCAL work_mem = '64MB'")
+            releases, retests = await _enter_pools(platform, principal, pools, lab=lab, now=now)
+            await _release(platform, principal, releases, lab=lab, now=now)
+            reported: list[str] = []
+            if ids:
+                # A big release queues its notices as one batch; a small one is told at once, so one by one.
+                sql = _STORE_FIRST_RESULTS.replace(
+                    "{queue}", _QUEUE_EACH if len(releases) + len(ids) <= notices.INLINE else _QUEUE_BATCH
+                )
+                stored = await connection.fetchrow(
+                    sql, ids, outcomes, cts, allowed, now, lab, principal.id, _result_ids(now)
+                )
+                if stored["stored"] != len(ids):
+                    raise _Recheck
+                positives = list(stored["positive"])
+                if positives:
+                    info = await _release_info(platform, positives)
+                    result_ids = dict(zip(positives, stored["positive_ids"], strict=True))
+                    reported = await _report_positives(
+                        platform, principal, [info[sample_id] for sample_id in positives], result_ids, now=now
+                    )
+    except _Recheck:
+        return None
+    return ResultsEntered(
+        entries=len(entries),
+        released=[*(r.sample_id for r in releases), *ids],
+        retests=retests,
+        reported_positive=reported,
+    )
+
+
+# Version 1 of each sample's result, with every check of ``_problem_with`` (and the test type's, through
+# ``allowed``: the test types a Ct value or LOINC code allows, NULL when any) in the WHERE clause: the
+# sample exists, was received by this lab, has no result yet, and is not waiting in a pool. Its notice is
+# queued (``{queue}``), and the retest order it answers is done. Returns how many were stored, and the positives.
+_STORE_FIRST_RESULTS = """
+WITH entry AS (
+    SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::float8[], $4::text[]) AS e(id, outcome, ct, allowed)
+), sample AS (
+    UPDATE testing_sample s
+    SET status = 'resulted', result = entry.outcome, result_version = 1, first_result_at = $5, result_at = $5
+    FROM entry
+    WHERE s.id = entry.id
+        AND s.received_at IS NOT NULL
+        AND s.lab = $6
+        AND s.status <> 'resulted'
+        AND s.result_version = 0
+        AND (s.pool IS NULL OR s.status = 'retest')
+        AND (entry.allowed IS NULL OR s.test_type = ANY(string_to_array(entry.allowed, ',')))
+    RETURNING s.id, entry.outcome, entry.ct, s.retest_ordered_at
+), result AS (
+    INSERT INTO testing_result (id, sample, version, outcome, ct_value, source, pool, lab, entered_by,
+                                released_at, current, reason)
+    -- In label order: neighbouring entries of the (sample, version) index, and of the samples' key that
+    -- the foreign-key checks read, are written and read together (about 10% faster than file order).
+    -- The ids: this statement's prefix ($8, see _result_ids) and the row's number, in 6 hex digits.
+    SELECT ($8 || lpad(to_hex(row_number() OVER (ORDER BY id)), 6, '0'))::uuid,
+        id, 1, outcome, ct, 'individual', NULL, $6, $7, $5, TRUE, '' FROM sample ORDER BY id
+    RETURNING id, sample, outcome
+), untold AS (
+    {queue}
+), retest AS (
+    UPDATE testing_retest_order SET done_at = $5
+    WHERE sample = ANY(ARRAY(SELECT id FROM sample WHERE retest_ordered_at IS NOT NULL)) AND done_at IS NULL
+)
+SELECT count(*) AS stored,
+    coalesce(array_agg(sample ORDER BY sample) FILTER (WHERE outcome = 'positive'), '{}') AS positive,
+    coalesce(array_agg(id ORDER BY sample) FILTER (WHERE outcome = 'positive'), '{}') AS positive_ids
+FROM result
+"""
+
+_ROWS_PER_PREFIX = 1 << 24
+
+
+def _result_ids(now: datetime) -> str:
+    """The first 26 hex digits of the result ids one statement numbers (the last 6 count its rows).
+
+    UUIDs of version 7 (RFC 9562): the time in milliseconds, then 50 random
+    bits, then the row's number. Ids made together sort together, so the
+    primary key index takes a whole upload at its right edge instead of at
+    100,000 random places (and no random UUID is drawn per row): about 13%
+    off the statement. Two statements share ids only if they run in the same
+    millisecond and draw the same 50 bits.
+    """
+    millis = int(now.timestamp() * 1000)
+    value = (millis << 80) | (0x7 << 76) | (secrets.randbits(12) << 64) | (0b10 << 62) | (secrets.randbits(38) << 24)
+    return f"{value:032x}"[:26]
+
+
+# The notice queue (``plugins/testing/notices.py``): one row per sample, or the samples in one batch row.
+_QUEUE_EACH = (
+    "INSERT INTO testing_untold (sample, queued_at, claimed_until, attempts, last_error) "
+    "SELECT id, $5, NULL, 0, '' FROM sample"
+)
+_QUEUE_BATCH = (
+    "INSERT INTO testing_untold_batch (samples, queued_at) SELECT string_agg(id, ','), $5 FROM sample "
+    "HAVING count(*) > 0"
+)
+
+
 async def find_problems(
     platform: Platform, principal: Principal, entries: list[ResultEntry], *, lab: str | None = None
 ) -> list[RowError]:
@@ -164,6 +353,26 @@ async def _check(
     list[_Problem], dict[str, tuple[ResultEntry, dict[str, Any]]], dict[str, tuple[ResultEntry, dict[str, Any]]]
 ]:
     """Every problem with the entries, and the pools and samples to store when there are none."""
+    problems, parsed = _parse_entries(entries)
+    pool_rows = await _fetch(platform, Pool, [label for _entry, kind, label in parsed if kind == "pool"])
+    sample_rows = await _fetch(platform, Sample, [label for _entry, kind, label in parsed if kind == "sample"])
+    types = known_test_types(platform)
+    pools: dict[str, tuple[ResultEntry, dict[str, Any]]] = {}
+    samples: dict[str, tuple[ResultEntry, dict[str, Any]]] = {}
+    for entry, kind, label in parsed:
+        row = (pool_rows if kind == "pool" else sample_rows).get(label)
+        problem = _entry_problem(entry, kind, label, row, lab, types)
+        if problem is not None:
+            problems.append(problem)
+        elif kind == "pool" and row is not None:
+            pools[label] = (entry, row)
+        elif row is not None:
+            samples[label] = (entry, row)
+    return problems, pools, samples
+
+
+def _parse_entries(entries: list[ResultEntry]) -> tuple[list[_Problem], list[tuple[ResultEntry, str, str]]]:
+    """The checks that need no stored state: label, outcome, each label once; and (entry, kind, label)."""
     problems: list[_Problem] = []
     parsed: list[tuple[ResultEntry, str, str]] = []
     first_row: dict[str, int] = {}
@@ -183,31 +392,25 @@ async def _check(
             continue
         first_row[label] = entry.row
         parsed.append((entry, kind, label))
-    pool_rows = await _fetch(platform, Pool, [label for _entry, kind, label in parsed if kind == "pool"])
-    sample_rows = await _fetch(platform, Sample, [label for _entry, kind, label in parsed if kind == "sample"])
-    types = known_test_types(platform)
-    pools: dict[str, tuple[ResultEntry, dict[str, Any]]] = {}
-    samples: dict[str, tuple[ResultEntry, dict[str, Any]]] = {}
-    for entry, kind, label in parsed:
-        row = (pool_rows if kind == "pool" else sample_rows).get(label)
-        problem = _problem_with(entry, kind, label, row, lab)
-        test_type = types.get(row["test_type"]) if row is not None else None
-        if problem is None and test_type is not None and entry.ct_value is not None and test_type.method != "naat":
-            message = f"ct_value: {label} is a {test_type.code} test, which has no Ct value"
-            problem = _Problem(entry.row, "ct_value", message, 400)
-        if problem is None and test_type is not None and entry.loinc is not None and entry.loinc != test_type.loinc:
-            message = (
-                f"code: {label} is a {test_type.code} sample (LOINC {test_type.loinc}), "
-                f"but the result is for LOINC {entry.loinc}"
-            )
-            problem = _Problem(entry.row, "code", message, 400)
-        if problem is not None:
-            problems.append(problem)
-        elif kind == "pool" and row is not None:
-            pools[label] = (entry, row)
-        elif row is not None:
-            samples[label] = (entry, row)
-    return problems, pools, samples
+    return problems, parsed
+
+
+def _entry_problem(
+    entry: ResultEntry, kind: str, label: str, row: dict[str, Any] | None, lab: str, types: dict[str, Any]
+) -> _Problem | None:
+    """What is wrong with one entry given its pool's or sample's stored state, or None."""
+    problem = _problem_with(entry, kind, label, row, lab)
+    test_type = types.get(row["test_type"]) if row is not None else None
+    if problem is None and test_type is not None and entry.ct_value is not None and test_type.method != "naat":
+        message = f"ct_value: {label} is a {test_type.code} test, which has no Ct value"
+        problem = _Problem(entry.row, "ct_value", message, 400)
+    if problem is None and test_type is not None and entry.loinc is not None and entry.loinc != test_type.loinc:
+        message = (
+            f"code: {label} is a {test_type.code} sample (LOINC {test_type.loinc}), "
+            f"but the result is for LOINC {entry.loinc}"
+        )
+        problem = _Problem(entry.row, "code", message, 400)
+    return problem
 
 
 def _problem_with(entry: ResultEntry, kind: str, label: str, row: dict[str, Any] | None, lab: str) -> _Problem | None:
@@ -377,12 +580,11 @@ async def _report_positives(
     }
     # Reported before: a sample opens one case, however often it turns positive.
     reported = [row for row in rows if row["id"] not in known]
-    reports = []
-    for row in reported:
-        event_id = await platform.events.publish(EVENT, event_payload(row), province=row["province"])
-        reports.append(
-            (row["id"], result_ids[row["id"]], row["subject_id"], row["province"], event_id, now, principal.id)
-        )
+    event_ids = await platform.events.publish_many(EVENT, [(event_payload(row), row["province"]) for row in reported])
+    reports = [
+        (row["id"], result_ids[row["id"]], row["subject_id"], row["province"], event_id, now, principal.id)
+        for row, event_id in zip(reported, event_ids, strict=True)
+    ]
     # The unique sample makes a concurrent second report fail, and with it its whole release.
     await bulk.insert(platform, CaseReport, CASE_REPORT_COLUMNS, reports)
     if reported:

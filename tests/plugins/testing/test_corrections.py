@@ -210,6 +210,56 @@ async def test_positive_pool_corrected_to_negative_releases_only_members_still_w
     ]
 
 
+async def test_fhir_export_marks_a_withdrawn_negative_entered_in_error(world):
+    """A pool member's negative taken back by a pool correction is withdrawn data, not an amended result."""
+    from fhir.resources.R4B.bundle import Bundle
+    from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+    from fhir.resources.R4B.observation import Observation
+
+    pool, receipts = await _pool(world, "negative", people=2)
+    withdrawn, retested = sorted(r["sample_id"] for r in receipts)
+    assert (await _correct_pool(world, pool["id"], "positive")).status_code == 201
+    assert (await world.result(retested, "positive", ct_value=22)).status_code == 201
+
+    def statuses(bundle):
+        Bundle.model_validate(bundle)
+        found = []
+        for entry in bundle["entry"]:
+            resource = entry["resource"]
+            if resource["resourceType"] in ("Observation", "DiagnosticReport"):
+                kind = Observation if resource["resourceType"] == "Observation" else DiagnosticReport
+                kind.model_validate(resource)
+                found.append((resource["resourceType"], resource["status"]))
+        return found
+
+    # Withdrawn and still waiting for its retest: its only version is entered-in-error.
+    waiting = await world.client.get(f"/api/testing/fhir/samples/{withdrawn}", headers=world.epi)
+    assert waiting.status_code == 200
+    assert statuses(waiting.json()) == [("Observation", "entered-in-error"), ("DiagnosticReport", "entered-in-error")]
+    # Retested: the withdrawn negative stays entered-in-error; its own result is the current one.
+    again = await world.client.get(f"/api/testing/fhir/samples/{retested}", headers=world.epi)
+    assert again.status_code == 200
+    assert statuses(again.json()) == [
+        ("Observation", "entered-in-error"),
+        ("DiagnosticReport", "entered-in-error"),
+        ("Observation", "corrected"),
+        ("DiagnosticReport", "corrected"),
+    ]
+    # A result replaced by a correction is still amended, not withdrawn.
+    corrected = await world.client.post(
+        f"/api/testing/samples/{retested}/corrections",
+        json={"outcome": "negative", "reason": REASON},
+        headers=world.lab,
+    )
+    assert corrected.status_code == 201, corrected.text
+    after = await world.client.get(f"/api/testing/fhir/samples/{retested}", headers=world.epi)
+    assert [status for kind, status in statuses(after.json()) if kind == "Observation"] == [
+        "entered-in-error",
+        "corrected",
+        "corrected",
+    ]
+
+
 async def test_positive_pool_corrected_to_invalid_keeps_the_retests(world):
     pool, _receipts = await _pool(world, "positive", people=2)
     corrected = await _correct_pool(world, pool["id"], "invalid")

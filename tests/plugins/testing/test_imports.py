@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from core.tables import AuditLog
@@ -347,3 +348,120 @@ def test_csv_rows_read_inline_and_carefully_agree():
         10: (labels[8], "invalid", 0.0),
     }
     assert [(e.row, e.column) for e in errors] == [(6, "ct_value"), (7, "label"), (8, "ct_value"), (9, "outcome")]
+
+
+async def test_upload_checks_stored_state_of_every_row_and_rolls_back_whole(world):
+    """Rows that read well but do not fit what is stored: each reported, and nothing of the file kept.
+
+    On PostgreSQL the good rows are first stored by one statement that checks every row; this file makes
+    it roll back and check the rows one by one, so the report and the untouched database must be the same.
+    """
+    from core.tables import EventOutbox
+    from plugins.testing.tables import CaseReport, UntoldBatch, UntoldResult
+
+    good = await _at_lab(world, 3)
+    [antigen] = await _at_lab(world, 1, test_type="rapid-antigen")
+    waiting = (await world.register())["sample_id"]
+    [done] = await _at_lab(world, 1)
+    assert (await world.result(done, "negative")).status_code == 201
+    members = [(await world.register())["sample_id"] for _ in range(2)]
+    pool = await world.pool(members)
+    await world.receive([pool["id"]])
+    [elsewhere] = await _at_lab(world, 1, headers=world.collector)
+    elsewhere_lab = await world.client.post(
+        "/api/testing/lab/receipts", json={"labels": [elsewhere]}, headers=world.lab_b
+    )
+    assert elsewhere_lab.status_code in (201, 409)
+    before = {r["id"]: (r["status"], r["result"]) for r in await Sample.select(Sample.id, Sample.status, Sample.result)}
+    results_before = await ResultVersion.count()
+    untold_before = await UntoldResult.count()
+    rows = [
+        f"{good[0]},positive,21.5",  # row 2
+        f"{good[1]},negative,",  # row 3
+        f"{waiting},negative,",  # row 4: not received
+        f"{done},positive,",  # row 5: already has a result
+        f"{members[0]},negative,",  # row 6: waiting in a pool
+        f"{antigen},negative,30",  # row 7: an antigen test has no Ct value
+        f"{good[2]},invalid,",  # row 8
+    ]
+    response = await _upload(world, "label,outcome,ct_value\n" + "\n".join(rows) + "\n")
+    assert _errors(response) == [(4, "label"), (5, "label"), (6, "label"), (7, "ct_value")]
+    messages = [e["message"] for e in response.json()["errors"]]
+    assert "not been received" in messages[0] and "already has a result" in messages[1]
+    assert f"in pool {pool['id']}" in messages[2] and "no Ct value" in messages[3]
+    after = {r["id"]: (r["status"], r["result"]) for r in await Sample.select(Sample.id, Sample.status, Sample.result)}
+    assert after == before
+    assert await ResultVersion.count() == results_before
+    assert await UntoldResult.count() == untold_before and await UntoldBatch.count() == 0
+    assert await CaseReport.count() == 0 and await EventOutbox.count() == 0
+
+    # The good rows alone go in, with the positive reported once and its Ct value kept.
+    fixed = "label,outcome,ct_value\n" + "\n".join([rows[0], rows[1], rows[6]]) + "\n"
+    stored = await _upload(world, fixed)
+    assert stored.status_code == 201, stored.text
+    assert stored.json()["reported_positive"] == [good[0]] and sorted(stored.json()["released"]) == sorted(good)
+    [report] = await CaseReport.select()
+    [version] = await ResultVersion.select().where(ResultVersion.sample == good[0])
+    assert report["result"] == version["id"] and version["ct_value"] == 21.5 and version["source"] == "individual"
+    assert await EventOutbox.count() == 1
+    again = await _upload(world, fixed)
+    assert _errors(again) == [(2, "label"), (3, "label"), (4, "label")]
+
+
+async def test_a_big_upload_is_queued_whole_and_told_once_each_by_the_job(world, monkeypatch):
+    from core.tables import EventOutbox
+    from plugins.testing import notices
+    from plugins.testing.results import EVENT as RELEASED
+    from plugins.testing.tables import CaseReport, UntoldBatch, UntoldResult
+
+    monkeypatch.setattr(notices, "INLINE", 2)
+    labels = await _at_lab(world, 5)
+    retested_members = [(await world.register())["sample_id"] for _ in range(2)]
+    pool = await world.pool(retested_members)
+    await world.receive([pool["id"]])
+    assert (await world.result(pool["id"], "positive")).status_code == 201
+    rows = [f"{label},{'positive' if index in (0, 2) else 'negative'}," for index, label in enumerate(labels)]
+    rows += [f"{member},negative," for member in retested_members]  # their retests come back
+    response = await _upload(world, "label,outcome,ct_value\n" + "\n".join(rows) + "\n")
+    assert response.status_code == 201, response.text
+    assert await world.messages(kind="testing.result") == []  # more than told inline: queued
+    queued = await UntoldResult.count() + sum(
+        len(batch["samples"].split(",")) for batch in await UntoldBatch.select(UntoldBatch.samples)
+    )
+    assert queued == 7
+    if world.platform.db.kind == "postgres":  # stored set-wise: the notices queued as one batch
+        assert await UntoldBatch.count() == 1
+    uploaded = await ResultVersion.select(ResultVersion.id).where(ResultVersion.sample.is_in(labels))
+    ids = {uuid.UUID(str(row["id"])) for row in uploaded}
+    assert len(ids) == len(labels) and len({row["id"] for row in await ResultVersion.select()}) == 7
+    if world.platform.db.kind == "postgres":  # numbered by the statement: time-ordered UUIDs (version 7)
+        assert {value.version for value in ids} == {7}
+    assert (await world.client.get("/api/testing/lab/retests", headers=world.lab)).json() == []
+    # Each positive announced once, with its own event, and reported with that event's id.
+    assert sorted(response.json()["reported_positive"]) == sorted([labels[0], labels[2]])
+    events = {str(row["id"]): row["payload"] for row in await EventOutbox.select().where(EventOutbox.event == RELEASED)}
+    reports = {row["sample"]: row["event_id"] for row in await CaseReport.select()}
+    assert set(reports) == {labels[0], labels[2]} and set(reports.values()) == set(events)
+    for sample_id, event_id in reports.items():
+        payload = events[event_id] if isinstance(events[event_id], dict) else json.loads(events[event_id])
+        assert payload["sample_id"] == sample_id and payload["result"] == "positive"
+    # Corrected before anyone was told: that person hears only the latest result, once (at once, as a
+    # correction is a small release).
+    corrected = await world.client.post(
+        f"/api/testing/samples/{labels[1]}/corrections",
+        json={"outcome": "invalid", "reason": "the well was empty"},
+        headers=world.lab,
+    )
+    assert corrected.status_code == 201
+    summary = await world.platform.scheduler.run_now("testing.notices.send")
+    assert summary == "sent 6 result notice(s); 0 waiting"
+    told = await world.messages()
+    assert len(told) == 7 and len({m["recipient"] for m in told}) == 7
+    assert {m["kind"] for m in told} == {"testing.result"}
+    corrected_phone = (
+        await Sample.select(Sample.person.phone.as_alias("phone")).where(Sample.id == labels[1]).first()
+    )["phone"]
+    [message] = await world.messages(recipient=corrected_phone)
+    assert "KHONG XAC DINH" in message["body_vi"]
+    assert await UntoldBatch.count() == 0 and await UntoldResult.count() == 0
+    assert await world.platform.scheduler.run_now("testing.notices.send") == "sent 0 result notice(s); 0 waiting"

@@ -164,7 +164,7 @@ async def test_release_is_one_transaction(world, monkeypatch):
     async def broken(*args, **kwargs):
         raise RuntimeError("outbox unavailable")
 
-    monkeypatch.setattr(world.platform.events, "publish", broken)
+    monkeypatch.setattr(world.platform.events, "publish_many", broken)
     from core.principal import Principal
     from plugins.testing.results import ResultEntry, enter_results
 
