@@ -242,6 +242,7 @@ async def receive_stock(platform: Platform, principal: Principal, site_id: str, 
     await platform.access.check(principal, "vaccination.stock.manage", site_resource(site))
     lot = await find_lot(body.product_code, body.lot_number)
     check_not_expired(lot, localtime.today())
+    doses = doses_received(body, lot)
     key = f"{lot['id']}:{site_id}"
     now = clock.now()
     async with platform.db.transaction():
@@ -257,11 +258,24 @@ async def receive_stock(platform: Platform, principal: Principal, site_id: str, 
                 updated_at=now,
             )
         ).on_conflict(target=LotStock.key, action="DO NOTHING")
-        await LotStock.update({LotStock.received: LotStock.received + body.doses, LotStock.updated_at: now}).where(
+        await LotStock.update({LotStock.received: LotStock.received + doses, LotStock.updated_at: now}).where(
             LotStock.key == key
         )
     stock = await _stock_rows(LotStock.key == key)
     return stock[0]
+
+
+def doses_received(body: StockBody, lot: dict[str, Any]) -> int:
+    """Stock is counted in doses; a delivery counted in vials is vials x the lot's doses per vial."""
+    if body.doses is not None and body.vials is not None:
+        raise InvalidInput("vials: give the doses received or the vials received, not both")
+    if body.vials is not None:
+        return int(body.vials * lot["doses_per_vial"])
+    if body.doses is None:
+        raise InvalidInput(
+            f"doses: give the doses received, or the vials (lot {lot['number']} has {lot['doses_per_vial']} per vial)"
+        )
+    return body.doses
 
 
 async def site_stock(platform: Platform, principal: Principal, site_id: str) -> list[StockView]:
@@ -295,6 +309,7 @@ async def _stock_rows(where: Any) -> list[StockView]:
         LotStock.lot.number.as_alias("lot_number"),
         LotStock.lot.product.as_alias("product"),
         LotStock.lot.expires_on.as_alias("expires_on"),
+        LotStock.lot.doses_per_vial.as_alias("doses_per_vial"),
     ).where(where)
     today = localtime.today()
     return [
@@ -307,6 +322,8 @@ async def _stock_rows(where: Any) -> list[StockView]:
             used=row["used"],
             available=row["received"] - row["used"],
             expired=row["expires_on"] < today,
+            doses_per_vial=row["doses_per_vial"],
+            vials_available=(row["received"] - row["used"]) // row["doses_per_vial"],
         )
         for row in sorted(rows, key=lambda r: (r["product"], r["expires_on"], r["lot_number"]))
     ]

@@ -112,9 +112,12 @@ class SiteView(msgspec.Struct, kw_only=True):
 
 
 class StockBody(Body, kw_only=True):
+    """What a site received of a lot: ``doses``, or whole ``vials`` (counted as vials x the lot's doses per vial)."""
+
     product_code: ProductCode
     lot_number: LotNumber
-    doses: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+    doses: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+    vials: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
 
 
 class StockView(msgspec.Struct, kw_only=True):
@@ -126,6 +129,8 @@ class StockView(msgspec.Struct, kw_only=True):
     used: int
     available: int
     expired: bool
+    doses_per_vial: int
+    vials_available: int  # whole vials' worth of the doses left: the unopened vials when drawn vial by vial
 
 
 class SessionBody(Body, kw_only=True):
