@@ -29,9 +29,10 @@ async def refuse_nul_characters(connection: ASGIConnection[Any, Any, Any, Any], 
     for name, value in connection.path_params.items():
         if isinstance(value, str) and NUL in value:
             _refuse(name, "path")
-    for name, value in connection.query_params.multi_items():
-        if NUL in name or NUL in value:
-            _refuse(name.replace(NUL, "\\u0000"), "query")
+    if connection.scope.get("query_string"):  # (most requests have none: no parsing then)
+        for name, value in connection.query_params.multi_items():
+            if NUL in name or NUL in value:
+                _refuse(name.replace(NUL, "\\u0000"), "query")
     if not isinstance(connection, Request) or connection.method in ("GET", "HEAD", "OPTIONS"):
         return
     content_type = connection.headers.get("content-type", "").lower()

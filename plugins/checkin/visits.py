@@ -275,7 +275,7 @@ async def _store_batch(platform: Platform, writes: list[_Write]) -> list[Any]:
     config = settings_of(platform)
     outcomes: list[Any] = [None] * len(writes)
     hits = [(key, limit, window) for write in writes for key, limit, window, _what in write.limits]
-    counted = iter(await platform.limiter.hit_many(hits))
+    counted = iter(await platform.limiter.hit_many(hits))  # in this transaction: they commit with it
     for n, write in enumerate(writes):
         for _key, _limit, _window, what in write.limits:
             result = next(counted)
@@ -297,17 +297,22 @@ async def _store_batch(platform: Platform, writes: list[_Write]) -> list[Any]:
 
 
 # PostgreSQL statements for a whole batch (arrays in, one round trip each).
-# In ascending lock order, as every batch takes them: batches committing side by side never deadlock.
-_LOCK_PEOPLE = (
-    "SELECT pg_advisory_xact_lock({}, h) FROM "
-    "(SELECT DISTINCT hashtext(s) AS h FROM unnest({}::text[]) AS s ORDER BY h) AS people"
+# The people's locks, in ascending lock order as every batch takes them (batches committing side by side
+# never deadlock), and the account phones asked for. The count makes every lock be taken before the one
+# row it answers is joined with the phones (LEFT JOIN: the row is there even when no phone is asked for).
+_LOCK_PEOPLE_AND_PHONES = (
+    "SELECT c.id, c.phone FROM (SELECT count(*) AS locked FROM (SELECT pg_advisory_xact_lock({}, h) FROM "
+    "(SELECT DISTINCT hashtext(s) AS h FROM unnest({}::text[]) AS s ORDER BY h) AS people) AS taken) AS l "
+    "LEFT JOIN citizen c ON c.id = ANY({}::uuid[])"
 )
-_PHONES = "SELECT id, phone FROM citizen WHERE id = ANY({}::uuid[])"
+# Each check-in's latest visit of the same person at the same venue within the window, if any.
+# Found through the person's visits (the index on subject and arrival: a few a day), never through
+# the venue's (thousands in the window at a market): "IS TRUE" keeps the venue out of index conditions.
 _SAME_VISITS = (
     "SELECT i.n, v.id, v.arrived_at, v.sub_location_id "
     "FROM unnest({}::int[], {}::text[], {}::uuid[], {}::bigint[]) AS i(n, subject_id, venue_id, arrived_at) "
     "CROSS JOIN LATERAL (SELECT id, arrived_at, sub_location_id FROM checkin_visit v "
-    "WHERE v.subject_id = i.subject_id AND v.venue_id = i.venue_id "
+    "WHERE v.subject_id = i.subject_id AND (v.venue_id = i.venue_id) IS TRUE "
     "AND v.arrived_at BETWEEN i.arrived_at - {} AND i.arrived_at + {} "
     "ORDER BY v.arrived_at DESC LIMIT 1) v"
 )
@@ -343,21 +348,51 @@ _DECLARATION_COLUMNS = (
     ("declared_at", "bigint"),
     ("proxy_by", "text"),
 )
+# Rows of visits and declarations carry two more arrays: the check-in's idempotency key and its
+# number in the batch. A row is stored only if its key is (or when it has none), so a key another
+# request took a moment ago stores nothing; in ``_STORE_NEW`` also only if no same visit was found.
+_KEY_STORED = "(u.key IS NULL OR u.key IN (SELECT key FROM stored_keys))"
+_NOT_SAME = "u.n NOT IN (SELECT n FROM same)"
 
 
-def _bulk_insert(table: str, columns: tuple[tuple[str, str], ...], extra: str = "") -> str:
+def _bulk_insert(table: str, columns: tuple[tuple[str, str], ...], where: str, extra: str = "") -> str:
+    """``INSERT ... SELECT ... FROM unnest(arrays, keys, numbers) WHERE ...``: one array per column."""
     names = ", ".join(name for name, _type in columns)
     arrays = ", ".join(f"{{}}::{'text' if kind == 'json' else kind}[]" for _name, kind in columns)
     select = ", ".join(f"{name}::json" if kind == "json" else name for name, kind in columns)
     extra_names, extra_values = (f", {extra.split('=')[0]}", f", {extra.split('=')[1]}") if extra else ("", "")
     return (
         f"INSERT INTO {table} ({names}{extra_names}) "  # noqa: S608 (names are ours, values are parameters)
-        f"SELECT {select}{extra_values} FROM unnest({arrays}) AS u({names})"
+        f"SELECT {select}{extra_values} FROM unnest({arrays}, {{}}::text[], {{}}::int[]) AS u({names}, key, n) "
+        f"WHERE {where}"
     )
 
 
-_INSERT_VISITS = _bulk_insert("checkin_visit", _VISIT_COLUMNS, "checked_out=false")
-_INSERT_DECLARATIONS = _bulk_insert("checkin_declaration", _DECLARATION_COLUMNS)
+# The batch's idempotency keys, new visits and their declarations in one statement (one round trip).
+# (S608: the names and clauses are ours, the values parameters.)
+_INSERT_ALL = (
+    f"WITH stored_keys AS ({_INSERT_KEYS}), "  # noqa: S608
+    f"visits AS ({_bulk_insert('checkin_visit', _VISIT_COLUMNS, _KEY_STORED, 'checked_out=false')}), "
+    f"declarations AS ({_bulk_insert('checkin_declaration', _DECLARATION_COLUMNS, _KEY_STORED)}) "
+    "SELECT key FROM stored_keys"
+)
+# A batch in which no one checks in twice at the same venue, in one statement: the same-visit lookup,
+# then everything for the check-ins that found none (their keys, visits, declarations). It answers the
+# same visits found (kind 0) and the keys stored (kind 1). The lookup runs after the people's locks
+# are taken (an earlier statement), so it sees every earlier check-in of theirs.
+_NEW_ONLY = f"{_NOT_SAME} AND {_KEY_STORED}"
+_STORE_NEW = (
+    f"WITH same AS ({_SAME_VISITS}), "  # noqa: S608
+    "stored_keys AS (INSERT INTO checkin_idempotency (key, visit_id, arrived_at, created_at) "
+    "SELECT u.key, u.visit_id, u.arrived_at, u.created_at "
+    "FROM unnest({}::text[], {}::uuid[], {}::bigint[], {}::bigint[], {}::int[]) "
+    f"AS u(key, visit_id, arrived_at, created_at, n) WHERE {_NOT_SAME} ORDER BY u.key "
+    "ON CONFLICT DO NOTHING RETURNING key), "
+    f"visits AS ({_bulk_insert('checkin_visit', _VISIT_COLUMNS, _NEW_ONLY, 'checked_out=false')}), "
+    f"declarations AS ({_bulk_insert('checkin_declaration', _DECLARATION_COLUMNS, _NEW_ONLY)}) "
+    "SELECT 0 AS kind, n, id, arrived_at, sub_location_id, NULL::text AS key FROM same "
+    "UNION ALL SELECT 1, NULL, NULL, NULL, NULL, key FROM stored_keys"
+)
 
 
 class _RetryAlone(Exception):
@@ -367,11 +402,14 @@ class _RetryAlone(Exception):
 async def _store_set_wise(
     platform: Platform, config: CheckinSettings, writes: list[_Write], live: list[int], outcomes: list[Any]
 ) -> None:
-    """PostgreSQL: the batch's check-ins in a fixed number of statements, whatever the batch size."""
-    db = platform.db
-    # Serialise each person's check-ins across batches and workers: the same-visit check below then
-    # sees every earlier check-in of the person. The locks are taken in one order (see _LOCK_PEOPLE).
-    await db.fetch(_LOCK_PEOPLE, SUBJECT_LOCK_CLASS, sorted({writes[n].person.subject_id for n in live}))
+    """PostgreSQL: the batch's check-ins in a fixed number of statements, whatever the batch size.
+
+    Two round trips after the rate limits' (and one more per audited batch): the people's locks
+    with the account phones (``_lock_people``), then the same-visit lookup with the keys, visits
+    and declarations of those that found none (``_STORE_NEW``). A batch in which someone checks
+    in twice at the same venue takes one more: the lookup first, then the batch's own visits are
+    matched in Python (``_store_with_repeats``).
+    """
     seen_keys: set[str] = set()
     for n in live:
         write = writes[n]
@@ -382,18 +420,116 @@ async def _store_set_wise(
     live = [n for n in live if outcomes[n] is None]
     if not live:
         return
-    phones = await _account_phones(platform, [writes[n] for n in live])
+    phones = await _lock_people(platform, [writes[n] for n in live])
+    places = {(writes[n].person.subject_id, writes[n].place.venue.id) for n in live}
+    if len(places) == len(live):
+        visits = await _store_new(platform, config, writes, live, outcomes, phones)
+    else:
+        visits = await _store_with_repeats(platform, config, writes, live, outcomes, phones)
+    audit = [entry for n in visits for entry in _audit_entries(writes[n], visits[n][0])]
+    if audit:
+        await platform.audit.append(audit)
+
+
+def _same_visit_arguments(config: CheckinSettings, writes: list[_Write], live: list[int]) -> list[Any]:
     window = config.same_visit_minutes * 60
-    stored = await db.fetch(
-        _SAME_VISITS,
+    return [
         live,
         [writes[n].person.subject_id for n in live],
-        [uuid.UUID(writes[n].place.venue.id) for n in live],
+        [writes[n].place.venue.id for n in live],  # asyncpg takes uuids as text
         [writes[n].arrived for n in live],
         window,
         window,
+    ]
+
+
+def _visit_row(write: _Write, visit_id: uuid.UUID, n: int, phones: dict[str, str]) -> list[Any]:
+    """A new visit's row for ``_bulk_insert``: its columns, its key and its number in the batch."""
+    place, person = write.place, write.person
+    return [
+        visit_id,
+        place.venue.id,  # uuids as text: asyncpg encodes them
+        place.sub_location_id,
+        place.venue.province,
+        place.venue.site,
+        person.subject_id,
+        phones.get(person.subject_id) if write.phone_from_account else person.phone,
+        person.id_number,
+        person.full_name,
+        write.arrived,
+        write.arrived + write.stay * 60,
+        write.method,
+        write.principal.id,
+        write.key,
+        n,
+    ]
+
+
+async def _store_new(
+    platform: Platform,
+    config: CheckinSettings,
+    writes: list[_Write],
+    live: list[int],
+    outcomes: list[Any],
+    phones: dict[str, str],
+) -> dict[int, list[Any]]:
+    """No one twice at one venue in this batch: one statement (see ``_STORE_NEW``). The new visits stored."""
+    db = platform.db
+    visits = {n: _visit_row(writes[n], new_uuid(), n, phones) for n in live}
+    keys = sorted((writes[n].key, visits[n][0], writes[n].arrived, writes[n].arrived, n) for n in live if writes[n].key)
+    declarations = [_declaration_row(writes[n], visits[n][0], n) for n in live if writes[n].assessment is not None]
+    rows = await db.fetch(
+        _STORE_NEW,
+        *_same_visit_arguments(config, writes, live),
+        *_columns(keys, 5),
+        *_columns(list(visits.values()), len(_VISIT_COLUMNS) + 2),
+        *_columns(declarations, len(_DECLARATION_COLUMNS) + 2),
     )
-    earlier = {row["n"]: row for row in stored}
+    stored_keys = {row["key"] for row in rows if row["kind"] == 1}
+    repeat_keys = []
+    for row in rows:
+        if row["kind"] != 0:
+            continue
+        # A second scan within the window: the same visit (nothing was stored for this check-in).
+        n = row["n"]
+        write = writes[n]
+        del visits[n]
+        outcomes[n] = (row["id"], row["arrived_at"], True)
+        if row["sub_location_id"] is not None and str(row["sub_location_id"]) != (write.place.sub_location_id or ""):
+            # Seen at two parts of the venue: trace it against the whole venue.
+            await db.fetch(
+                "UPDATE checkin_visit SET sub_location_id = NULL WHERE id = {} AND arrived_at = {}",
+                row["id"],
+                row["arrived_at"],
+            )
+        if write.key is not None:
+            repeat_keys.append((write.key, row["id"], row["arrived_at"], write.arrived))
+    if repeat_keys:
+        stored_keys |= {row["key"] for row in await db.fetch(_INSERT_KEYS, *_columns(sorted(repeat_keys), 4))}
+    for n in live:
+        write = writes[n]
+        if write.key is not None and write.key not in stored_keys:
+            # Another request with this key was stored a moment ago: this one is answered as its replay
+            # (nothing was stored for it).
+            outcomes[n] = _KeyTaken()
+            visits.pop(n, None)
+        elif n in visits:
+            outcomes[n] = (visits[n][0], write.arrived, False)
+    return visits
+
+
+async def _store_with_repeats(
+    platform: Platform,
+    config: CheckinSettings,
+    writes: list[_Write],
+    live: list[int],
+    outcomes: list[Any],
+    phones: dict[str, str],
+) -> dict[int, list[Any]]:
+    """Someone checks in twice at one venue in this batch: the lookup, then the batch matched in Python."""
+    db = platform.db
+    window = config.same_visit_minutes * 60
+    earlier = {row["n"]: row for row in await db.fetch(_SAME_VISITS, *_same_visit_arguments(config, writes, live))}
     visits: dict[int, list[Any]] = {}  # new visits by item: the row to insert
     new_here: dict[tuple[str, str], list[int]] = {}  # new visits of this batch by (person, venue)
     keys: list[tuple[int, str, uuid.UUID, int, int]] = []
@@ -422,59 +558,52 @@ async def _store_set_wise(
             outcomes[n] = (visit_id, arrived, True)
         else:
             visit_id, arrived = new_uuid(), write.arrived
-            phone = phones.get(person.subject_id) if write.phone_from_account else person.phone
-            visits[n] = [
-                visit_id,
-                uuid.UUID(place.venue.id),
-                uuid.UUID(place.sub_location_id) if place.sub_location_id else None,
-                place.venue.province,
-                place.venue.site,
-                person.subject_id,
-                phone,
-                person.id_number,
-                person.full_name,
-                arrived,
-                arrived + write.stay * 60,
-                write.method,
-                write.principal.id,
-            ]
+            visits[n] = _visit_row(write, visit_id, n, phones)
             new_here.setdefault((person.subject_id, place.venue.id), []).append(n)
             outcomes[n] = (visit_id, arrived, False)
         if write.key is not None:
             keys.append((n, write.key, visit_id, arrived, write.arrived))
-    if keys:
-        rows = sorted(key[1:] for key in keys)  # in key order: see _LOCK_PEOPLE
-        stored_keys = {row["key"] for row in await db.fetch(_INSERT_KEYS, *_columns(rows))}
-        for n, *_rest in keys:
-            if writes[n].key in stored_keys:
-                continue
-            # Another request with this key was stored a moment ago: this one is answered as its replay.
-            if n in shared:
-                # ... but another check-in of this batch joined the visit it would have made.
-                raise _RetryAlone("an idempotency key was taken meanwhile by another request")
-            outcomes[n] = _KeyTaken()
-            visits.pop(n, None)
     for visit_id, arrived in clear_sub_location:
         await db.fetch(
             "UPDATE checkin_visit SET sub_location_id = NULL WHERE id = {} AND arrived_at = {}", visit_id, arrived
         )
-    if visits:
-        await db.fetch(_INSERT_VISITS, *_columns(list(visits.values())))
-    declarations = [_declaration_row(writes[n], visits[n][0]) for n in visits if writes[n].assessment is not None]
-    if declarations:
-        await db.fetch(_INSERT_DECLARATIONS, *_columns(declarations))
-    audit = [entry for n in visits for entry in _audit_entries(writes[n], visits[n][0])]
-    if audit:
-        await platform.audit.append(audit)
+    key_rows = sorted(key[1:] for key in keys)  # in key order: see _LOCK_PEOPLE_AND_PHONES
+    declarations = [_declaration_row(writes[n], visits[n][0], n) for n in visits if writes[n].assessment is not None]
+    stored_keys = {
+        row["key"]
+        for row in await db.fetch(
+            _INSERT_ALL,
+            *_columns(key_rows, 4),
+            *_columns(list(visits.values()), len(_VISIT_COLUMNS) + 2),
+            *_columns(declarations, len(_DECLARATION_COLUMNS) + 2),
+        )
+    }
+    for n, *_rest in keys:
+        if writes[n].key in stored_keys:
+            continue
+        # Another request with this key was stored a moment ago: this one is answered as its replay
+        # (the statement stored neither its visit nor its declaration).
+        if n in shared:
+            # ... but another check-in of this batch joined the visit it would have made.
+            raise _RetryAlone("an idempotency key was taken meanwhile by another request")
+        outcomes[n] = _KeyTaken()
+        visits.pop(n, None)
+    return visits
 
 
-def _columns(rows: list[Any]) -> list[list[Any]]:
-    """Rows as one list per column: the arrays an ``unnest`` insert takes."""
+def _columns(rows: list[Any], width: int) -> list[list[Any]]:
+    """Rows as one list per column: the arrays an ``unnest`` insert takes (empty ones for no rows)."""
+    if not rows:
+        return [[] for _ in range(width)]
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-async def _account_phones(platform: Platform, writes: list[_Write]) -> dict[str, str]:
-    """Phone numbers of the people whose check-in takes the phone from their account."""
+async def _lock_people(platform: Platform, writes: list[_Write]) -> dict[str, str]:
+    """Take the people's locks; the phone numbers of those whose check-in takes it from their account.
+
+    The locks serialise each person's check-ins across batches and workers: the same-visit lookup
+    then sees every earlier check-in of the person. They are taken in one order (see above).
+    """
     ids = []
     for write in writes:
         if write.phone_from_account:
@@ -482,12 +611,12 @@ async def _account_phones(platform: Platform, writes: list[_Write]) -> dict[str,
                 ids.append(uuid.UUID(write.person.subject_id))
             except ValueError:
                 continue
-    if not ids:
-        return {}
-    return {str(row["id"]): row["phone"] for row in await platform.db.fetch(_PHONES, ids)}
+    subjects = sorted({write.person.subject_id for write in writes})
+    rows = await platform.db.fetch(_LOCK_PEOPLE_AND_PHONES, SUBJECT_LOCK_CLASS, subjects, ids)
+    return {str(row["id"]): row["phone"] for row in rows if row["id"] is not None}
 
 
-def _declaration_row(write: _Write, visit_id: uuid.UUID) -> list[Any]:
+def _declaration_row(write: _Write, visit_id: uuid.UUID, n: int) -> list[Any]:
     assessment = write.assessment
     assert assessment is not None
     return [
@@ -495,13 +624,15 @@ def _declaration_row(write: _Write, visit_id: uuid.UUID) -> list[Any]:
         visit_id,
         write.person.subject_id,
         write.place.venue.province,
-        uuid.UUID(write.place.venue.id),
+        write.place.venue.id,
         assessment.version,
         msgspec.json.encode(assessment.answers).decode(),
-        msgspec.json.encode(list(assessment.risk_flags)).decode(),
+        msgspec.json.encode(assessment.risk_flags).decode(),
         assessment.risky,
         write.arrived,
         write.principal.id if write.method == "proxy" else None,
+        write.key,
+        n,
     ]
 
 

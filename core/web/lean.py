@@ -1,0 +1,128 @@
+"""A lean path for hot JSON routes: the same guard, the same domain call, the same errors, less framework.
+
+For a route that answers thousands of requests a second (a check-in), Litestar's
+per-request machinery costs more than the route's own work: a copy of the
+handler for each guard, keyword arguments extracted and converted through a
+signature model, dependencies resolved, a response object built and rendered.
+``lean_json(...)`` makes a middleware for such a route's handler that serves
+its ordinary, valid requests itself:
+
+1. it runs the route's guards (the app's ``platform_guard``: identity, the
+   ``authorize`` vote, consent, NUL characters) on the request, as Litestar
+   would, so a refused caller gets the same 401, 403 or 400;
+2. it decodes the body with msgspec, strictly, into the route's body type and
+   reads the declared headers, within the same bounds as the handler's
+   parameters;
+3. it calls the domain function the handler calls, and sends the result as
+   JSON with the handler's status code.
+
+Whatever it does not take on as it is (a body that does not decode strictly
+into the type, a header out of bounds, a route with request hooks) goes on to
+the route's own handler unchanged: the guard runs again (the principal and
+the body are cached on the request) and Litestar answers, so every
+validation error is exactly the handler's. Exceptions from the guards or the
+domain function go to the app's exception handlers, as they would from the
+handler. The handler stays the route's declaration: its OpenAPI operation,
+its ``opt`` (action, purpose), its body type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar import Request
+
+from core.web.guard import current_principal
+
+if TYPE_CHECKING:
+    from litestar.types import ASGIApp, Receive, Scope, Send
+
+    from core.platform import Platform
+    from core.principal import Principal
+
+LeanCall = Callable[["Platform", "Principal", Any, dict[str, str | None]], Awaitable[Any]]
+"""``call(platform, principal, body, headers)``: the route's domain call; its result is sent as JSON."""
+
+
+def lean_json(
+    body_type: type[Any],
+    call: LeanCall,
+    *,
+    status_code: int,
+    headers: Mapping[str, tuple[int, int]] | None = None,
+) -> Callable[[ASGIApp], ASGIApp]:
+    """A handler middleware serving the route's valid JSON requests with ``call``.
+
+    ``headers`` maps the (lower-case) header names ``call`` receives to the
+    bounds of their length, as the handler declares them; an absent header is
+    ``None``, one out of bounds leaves the request to the handler.
+    """
+    bounds = dict(headers or {})
+    decoder = msgspec.json.Decoder(body_type)
+    encoder = msgspec.json.Encoder()
+
+    def middleware(app: ASGIApp) -> ASGIApp:
+        plain: dict[int, tuple[Any, bool]] = {}  # handler id -> (handler, served here)
+
+        def served_here(handler: Any) -> bool:
+            known = plain.get(id(handler))
+            if known is None or known[0] is not handler:
+                known = plain[id(handler)] = (handler, not _has_request_hooks(handler))
+            return known[1]
+
+        async def lean(scope: Scope, receive: Receive, send: Send) -> None:
+            handler: Any = scope.get("route_handler")
+            if scope["type"] != "http" or handler is None or not served_here(handler):
+                await app(scope, receive, send)
+                return
+            request: Request[Any, Any, Any] = handler.resolve_request_class()(scope, receive, send)
+            # The route's guards, as Litestar runs them (without its defensive copy of the handler:
+            # the platform's guard reads the handler's ``opt`` and never changes it).
+            for guard in handler.resolve_guards():
+                await guard(request, handler)
+            principal = await current_principal(request)
+            values: dict[str, str | None] = {}
+            for name, (low, high) in bounds.items():
+                value = request.headers.get(name)
+                if value is not None and not low <= len(value) <= high:
+                    await app(scope, receive, send)
+                    return
+                values[name] = value
+            try:
+                body = decoder.decode(await request.body())
+            except (msgspec.DecodeError, UnicodeDecodeError):
+                body = None
+            if body is None or principal is None:
+                await app(scope, receive, send)  # the handler answers (and explains) this one
+                return
+            platform: Platform = request.app.state.platform
+            content = encoder.encode(await call(platform, principal, body, values))
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status_code,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(content)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": content, "more_body": False})
+
+        return lean
+
+    return middleware
+
+
+def _has_request_hooks(handler: Any) -> bool:
+    """Hooks around the handler, response headers or cookies of its layers, caching: left to Litestar."""
+    return bool(
+        handler.resolve_before_request()
+        or any(getattr(layer, "after_request", None) for layer in handler.ownership_layers)
+        or handler.resolve_after_response()
+        or handler.resolve_response_headers()
+        or handler.resolve_response_cookies()
+        or handler.cache
+    )
