@@ -1,6 +1,6 @@
 """Serving an ASGI app under uvicorn or granian in a subprocess, for as long as a benchmark needs it.
 
-Each server runs one worker on loopback, optionally pinned to a CPU with
+Each server runs one worker (or ``workers``) on loopback, optionally pinned to a CPU with
 ``taskset`` (children inherit the pin), with its output in a log file that
 is shown when it fails to start. The process gets its own session so that
 granian's worker goes down with its master.
@@ -24,9 +24,9 @@ SERVERS = ("uvicorn", "granian")
 START_TIMEOUT_SECONDS = 60.0
 
 
-def server_argv(server: str, factory: str, port: int) -> list[str]:
-    """One worker, uvloop, no access log: the same footing for both servers."""
-    common = ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--loop", "uvloop"]
+def server_argv(server: str, factory: str, port: int, workers: int = 1) -> list[str]:
+    """``workers`` worker processes (one by default), uvloop, no access log: the same footing for both servers."""
+    common = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--loop", "uvloop"]
     if server == "uvicorn":
         return [
             sys.executable,
@@ -77,13 +77,14 @@ class ServedApp:
         env: dict[str, str],
         ready_path: str,
         cpus: str | None = None,
+        workers: int = 1,
     ) -> None:
         self.label = label
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.ready_path = ready_path
         pin = ["taskset", "-c", cpus] if cpus else []
-        self.argv = [*pin, *server_argv(server, factory, self.port)]
+        self.argv = [*pin, *server_argv(server, factory, self.port, workers)]
         # A stray PHONGDICH_* variable of the caller (say PHONGDICH_TEST_DATABASE) would stop start-up.
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PHONGDICH_")}
         self.env.update(env)

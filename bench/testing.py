@@ -16,6 +16,10 @@
   the achieved rate are reported. The issue's target: p99 under 20 ms at
   1,000 req/s. Rate budgets live in Redis (``--redis``), as in a
   multi-worker deployment: every request comes from one client address here.
+  ``--workers N`` serves both sides with N uvicorn workers (default one,
+  pinned to the last CPU with the generator on the others; over one, nothing
+  is pinned). Each side's server CPU per request (all its processes) and the
+  generator's own CPU are reported too.
 
 Run from the repository root with PostgreSQL (and Redis) reachable::
 
@@ -48,7 +52,7 @@ from bench import _report
 from bench._database import DEFAULT_SERVER, BenchDatabase
 from bench._open_loop import OpenLoopResult, run_open_loop
 from bench._report import median, progress, spread, table
-from bench._serve import ServedApp, cpu_split
+from bench._serve import ServedApp, cpu_split, cpu_used
 from core import clock
 from core.platform import Platform
 from core.testing import staff_headers
@@ -72,6 +76,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="lookup requests per second, fixed")
     parser.add_argument("--codes", type=int, default=10_000, help="released results whose codes the lookups use")
     parser.add_argument("--connections", type=int, default=32, help="the generator's keep-alive connections")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server worker processes, the same for the lookup and its bare baseline (over 1: nothing pinned)",
+    )
     parser.add_argument("--database", default=DEFAULT_SERVER, help="PostgreSQL server URL (a database is made)")
     parser.add_argument("--skip", choices=("upload", "lookup"), help="run only the other benchmark")
     parser.add_argument(
@@ -82,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     progress(f"bench.testing on {_report.machine()}")
-    server_cpus, client_cpus = cpu_split(True)
+    server_cpus, client_cpus = cpu_split(args.workers == 1)
     async with BenchDatabase(args.database) as db:
         progress(f"database {db.name} created and migrated")
         settings = db.settings()
@@ -102,18 +112,30 @@ async def run(args: argparse.Namespace) -> None:
         if args.redis != "none":
             env["PHONGDICH_REDIS_URL"] = args.redis
         async with ServedApp(
-            "uvicorn", "uvicorn", "core.app:app_factory", env=env, ready_path="/healthz", cpus=server_cpus
+            "uvicorn",
+            "uvicorn",
+            "core.app:app_factory",
+            env=env,
+            ready_path="/healthz",
+            cpus=server_cpus,
+            workers=args.workers,
         ) as app:
             progress(f"uvicorn serving on {app.base_url}")
             if args.skip != "upload":
                 await _upload(app.base_url, lab_headers, labels, db.url)
             if args.skip != "lookup":
                 async with ServedApp(
-                    "bare", "uvicorn", "bench.testing:bare_app", env=env, ready_path="/healthz", cpus=server_cpus
+                    "bare",
+                    "uvicorn",
+                    "bench.testing:bare_app",
+                    env=env,
+                    ready_path="/healthz",
+                    cpus=server_cpus,
+                    workers=args.workers,
                 ) as bare:
                     await _lookup(
                         args,
-                        {"bare": bare.base_url + BARE_PATH, "pipeline": app.base_url + "/api/testing/lookup"},
+                        {"bare": (bare, BARE_PATH), "pipeline": (app, "/api/testing/lookup")},
                         codes,
                         client_cpus,
                     )
@@ -331,8 +353,12 @@ def bare_app() -> Litestar:
 
 
 async def _lookup(
-    args: argparse.Namespace, urls: dict[str, str], codes: list[tuple[str, str]], client_cpus: str | None
+    args: argparse.Namespace,
+    servers: dict[str, tuple[ServedApp, str]],
+    codes: list[tuple[str, str]],
+    client_cpus: str | None,
 ) -> None:
+    urls = {label: app.base_url + path for label, (app, path) in servers.items()}
     rounds = args.rounds or (1 if args.quick else 3)
     seconds = args.seconds or (3.0 if args.quick else 8.0)
     with tempfile.TemporaryDirectory(prefix="phongdich-lookup-") as tmp:
@@ -349,10 +375,15 @@ async def _lookup(
             progress(f"{label}: warming up for 2s at {args.rate:,.0f} req/s")
             await _run(url, bodies, args, 2.0, client_cpus)
         results: dict[str, list[OpenLoopResult]] = {label: [] for label in urls}
+        # CPU per request, in microseconds: the server's (every worker) and the generator's.
+        server_cpu: dict[str, list[float]] = {label: [] for label in urls}
         order = list(urls)
         for round_no in range(rounds):
             for label in order if round_no % 2 == 0 else order[::-1]:
+                served = servers[label][0]
+                before = served.cpu_seconds()
                 result = await _run(urls[label], bodies, args, seconds, client_cpus)
+                server_cpu[label].append(cpu_used(before, served.cpu_seconds()) / max(result.requests, 1) * 1e6)
                 if result.errors:
                     raise RuntimeError(
                         f"{label}: {result.errors} of {result.requests} lookups failed in round {round_no + 1} "
@@ -361,7 +392,9 @@ async def _lookup(
                 results[label].append(result)
                 progress(
                     f"round {round_no + 1}/{rounds} {label}: {result.achieved_rps:,.0f} req/s achieved, "
-                    f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, max {result.max_ms:.1f} ms"
+                    f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, max {result.max_ms:.1f} ms, "
+                    f"server CPU {server_cpu[label][-1]:.0f} us/req, "
+                    f"generator CPU {result.client_cpu_s / result.seconds:.0%} of a core"
                 )
     base_p99 = median([r.p99_ms for r in results["bare"]])
     rows = []
@@ -377,6 +410,8 @@ async def _lookup(
                 spread([r.p99_ms for r in runs]),
                 f"{median([r.max_ms for r in runs]):.1f}",
                 f"{p99 / base_p99:.2f}x" if base_p99 else "n/a",
+                f"{median(server_cpu[label]):.0f}",
+                f"{median([r.client_cpu_s / r.seconds for r in runs]):.0%}",
             ]
         )
     store = "Redis" if args.redis != "none" else "the database"
@@ -384,8 +419,12 @@ async def _lookup(
         table(
             f"Result lookup: POST {{code, date_of_birth}} over {len(codes):,} codes, open loop at a fixed rate, "
             f"{args.connections} connections, {rounds} x {seconds:g}s rounds (medians); rate budget in {store}; "
+            f"{args.workers} server worker(s) per side{', pinned' if client_cpus else ', not pinned'}; "
             "target p99 < 20 ms at 1,000 req/s",
-            ["side", "asked req/s", "achieved req/s", "p50 ms", "p99 ms", "p99 range", "max ms", "p99 vs bare"],
+            [
+                *("side", "asked req/s", "achieved req/s", "p50 ms", "p99 ms", "p99 range", "max ms", "p99 vs bare"),
+                *("server CPU us/req", "generator CPU"),
+            ],
             rows,
         )
     )

@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 
 GENESIS = "0" * 64
 AUDIT_ORDER = 1000
-# Any constant works; it names the audit chain's lock on PostgreSQL.
-PG_LOCK_KEY = 0x70686F6E67
 
 
 class AuditRecord(msgspec.Struct, frozen=True, kw_only=True):
@@ -58,6 +56,16 @@ class AuditTrail:
     def __init__(self, db: Database, group_commit: GroupCommit | None = None) -> None:
         self._db = db
         self._group_commit = group_commit
+
+    @property
+    def group_commit(self) -> GroupCommit | None:
+        """The group commit that records made outside a transaction go through (None: each commits alone)."""
+        return self._group_commit
+
+    async def close(self) -> None:
+        """Commit the records still queued."""
+        if self._group_commit is not None:
+            await self._group_commit.close()
 
     async def record(
         self,
@@ -106,10 +114,11 @@ class AuditTrail:
                 rows.append({**fields, "prev_hash": prev, "hash": digest})
                 prev = digest
             if self._db.kind == "postgres":
-                inserted = await self._db.fetch(_PG_INSERT, *([row[c] for row in rows] for c in _COLUMNS))
+                # The rows and the head in one statement (one round trip while the chain is locked).
+                await self._db.fetch(_PG_APPEND, *([row[c] for row in rows] for c in _COLUMNS), prev)
             else:
                 inserted = await AuditLog.insert(*(AuditLog(**row) for row in rows)).returning(AuditLog.id)
-            await self._db.fetch(_HEAD_UPSERT, max(row["id"] for row in inserted), prev)
+                await self._db.fetch(_HEAD_UPSERT, max(row["id"] for row in inserted), prev)
 
     async def for_subject(
         self, subject_id: str, *, limit: int = 100, before_id: int | None = None
@@ -180,8 +189,26 @@ class AuditTrail:
         return VerifyResult(ok=True, checked=checked)
 
     async def _lock_and_head(self) -> str:
+        """Lock the chain for this transaction and return its newest hash.
+
+        The newest hash is ``audit_head``'s, the last one *written*: had the
+        newest rows been deleted, the next row still links to the missing one
+        and ``verify`` names the gap. PostgreSQL: the lock is that row's
+        (``FOR UPDATE``), so one round trip locks and reads; a writer that
+        waited for it reads the row as the one before it left it (READ
+        COMMITTED re-reads a locked row). SQLite: the write transaction is
+        the lock.
+        """
         if self._db.kind == "postgres":
-            await self._db.fetch("SELECT pg_advisory_xact_lock({})", PG_LOCK_KEY)
+            head = await self._db.fetch(_PG_LOCK_HEAD)
+            if not head:
+                # The chain's first write: make the head row (from the log, should it have rows), then lock it.
+                await self._db.fetch(_PG_SEED_HEAD, GENESIS)
+                head = await self._db.fetch(_PG_LOCK_HEAD)
+            return str(head[0]["last_hash"])
+        head = await self._db.fetch("SELECT last_hash FROM audit_head WHERE id = 1")
+        if head:
+            return str(head[0]["last_hash"])
         last = await self._db.fetch("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
         return str(last[0]["hash"]) if last else GENESIS
 
@@ -238,11 +265,20 @@ _COLUMNS = (*_HASHED_FIELDS, "prev_hash", "hash")
 _TYPES = {"at": "timestamptz"}
 # Rows go in in the order given (WITH ORDINALITY ... ORDER BY), so ids grow along the chain.
 # Column names are ours; values are parameters.
-_PG_INSERT = (
-    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) "  # noqa: S608
+# The head moves to the newest inserted row, in the same statement.
+_PG_APPEND = (
+    f"WITH new AS (INSERT INTO audit_log ({', '.join(_COLUMNS)}) "  # noqa: S608
     f"SELECT {', '.join(_COLUMNS)} FROM unnest("
     + ", ".join(f"{{}}::{_TYPES.get(column, 'text')}[]" for column in _COLUMNS)
-    + f") WITH ORDINALITY AS u({', '.join(_COLUMNS)}, n) ORDER BY n RETURNING id"
+    + f") WITH ORDINALITY AS u({', '.join(_COLUMNS)}, n) ORDER BY n RETURNING id) "  # noqa: S608
+    "UPDATE audit_head SET last_id = (SELECT max(id) FROM new), last_hash = {} WHERE id = 1"
+)
+_PG_LOCK_HEAD = "SELECT last_hash FROM audit_head WHERE id = 1 FOR UPDATE"
+# Concurrent first writers: one inserts, the others wait for it and insert nothing.
+_PG_SEED_HEAD = (
+    "INSERT INTO audit_head (id, last_id, last_hash) "
+    "SELECT 1, COALESCE(max(id), 0), COALESCE((SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1), {}) "
+    "FROM audit_log ON CONFLICT (id) DO NOTHING"
 )
 _HEAD_UPSERT = (
     "INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, {}, {}) "

@@ -2,9 +2,9 @@
 
 Fixed windows: a key (``otp:phone:+849...``) may be hit ``limit`` times per
 ``window`` seconds. Both stores count atomically (Redis ``INCR``, an SQL
-upsert), so two workers never both let the last request through. On Redis the
-count and the window's expiry go in one pipelined round trip without
-MULTI/EXEC: the expiry is set again by every hit, so it needs no transaction.
+upsert), so two workers never both let the last request through. On Redis one
+hit is one command, a script that counts and sets the window's expiry
+(atomic, one round trip); a batch of hits is one pipelined round trip.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ import msgspec
 from litestar.exceptions import TooManyRequestsException
 
 from core.tables import RateBucket
+
+# KEYS[1]: the window's bucket; ARGV[1]: when it expires (Unix time). Returns the count so far.
+_HIT_SCRIPT = "local n = redis.call('INCR', KEYS[1]) redis.call('EXPIREAT', KEYS[1], ARGV[1]) return n"
 
 if TYPE_CHECKING:
     from core.storage import Database
@@ -32,17 +35,21 @@ class RateLimiter:
         self._db = db
         self._redis_url = redis_url
         self._redis: Any = None
+        self._hit_script: Any = None
 
     async def start(self) -> None:
         if self._redis_url and self._redis is None:
             import redis.asyncio as redis
 
             self._redis = redis.from_url(self._redis_url)
+            # EVALSHA, loading the script on first use (and again should Redis have forgotten it).
+            self._hit_script = self._redis.register_script(_HIT_SCRIPT)
 
     async def stop(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+            self._hit_script = None
 
     async def hit(self, key: str, *, limit: int, window: int) -> RateResult:
         """Count one attempt against ``key``; ``allowed`` is False past ``limit``."""
@@ -51,10 +58,7 @@ class RateLimiter:
         bucket = f"{key}@{window_start}"
         expires = window_start + window
         if self._redis is not None:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.incr(bucket)
-                pipe.expireat(bucket, expires + 1)
-                count, _ = await pipe.execute()
+            count = await self._hit_script(keys=[bucket], args=[expires + 1])
         else:
             rows = await self._db.fetch(
                 "INSERT INTO rate_bucket (bucket, hits, expires_at) VALUES ({}, 1, {}) "

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from core import InvalidInput, Message, NotFound, Principal, clock
@@ -65,26 +65,11 @@ async def lookup(platform: Platform, client: str, data: LookupIn) -> CitizenResu
         raise InvalidInput("date_of_birth: give either the date of birth or the one-time code (otp)")
     code = normalize_code(data.code)
     digest = code_digest(platform.settings.secret_key, RESULT_CODE, code) if code is not None else None
-    # The code is locked while its factor is checked, so parallel guesses queue up and each wrong
-    # one is counted before the next is judged: the limit holds however fast they come. A right
-    # answer writes nothing (an advisory lock, not a row lock, so its commit waits for no disk);
-    # only a wrong one (or a used one-time code) does. SQLite's write transaction is the lock there.
-    async with platform.db.transaction():
-        if platform.db.kind == "postgres":
-            await platform.db.fetch(_LOCK_CODE, LOOKUP_LOCK_CLASS, digest or "")
-        rows = await platform.db.fetch(_LOOKUP, digest or "")
-        row = rows[0] if rows else None
-        right = False
-        if row is not None and not _expired(platform, row) and row["lookup_failures"] < settings.lookup_attempt_limit:
-            if data.date_of_birth is not None:
-                right = _same(str(row["date_of_birth"]), data.date_of_birth.isoformat())
-            else:
-                right = _otp_matches(platform, row, data.otp or "")
-            if not right:
-                await platform.db.fetch(_COUNT_FAILURE, row["id"])
-            elif data.otp is not None:
-                # A one-time code is used up.
-                await platform.db.fetch(_USE_OTP, row["id"])
+    if platform.db.kind == "postgres" and data.date_of_birth is not None:
+        row, rows = await _lookup_by_birth(platform, digest or "", data.date_of_birth, settings)
+        right = row is not None
+    else:
+        row, right, rows = await _lookup_in_transaction(platform, digest or "", data, settings)
     # Raised after the commit: the failed attempt must stay counted.
     if row is None or not right:
         raise NotFound(NO_MATCH)
@@ -98,17 +83,65 @@ async def lookup(platform: Platform, client: str, data: LookupIn) -> CitizenResu
     return citizen_result(platform, row, versions)
 
 
+async def _lookup_by_birth(
+    platform: Platform, digest: str, born: date, settings: Any
+) -> tuple[dict[str, Any] | None, list[Any]]:
+    """PostgreSQL, date of birth: the code's row and versions if the date is right, in one round trip.
+
+    ``testing_lookup_by_birth`` (a migration) does under the code's lock what
+    ``_lookup_in_transaction`` does: it judges the date (a date compares as one
+    integer, so in constant time) and counts a wrong one. It runs once, before
+    any row is returned; the rows are read as of the statement's start, which
+    changes nothing that was judged.
+    """
+    since = clock.now() - timedelta(days=settings.result_retention_days)
+    rows = await platform.db.fetch(_LOOKUP_BY_BIRTH, digest, digest, born, settings.lookup_attempt_limit, since)
+    if not rows or _expired(platform, rows[0]):
+        return None, []
+    return rows[0], rows
+
+
+async def _lookup_in_transaction(
+    platform: Platform, digest: str, data: LookupIn, settings: Any
+) -> tuple[dict[str, Any] | None, bool, list[Any]]:
+    """The code's row, whether the factor given is right, and its versions; a wrong factor is counted."""
+    # The code is locked while its factor is checked, so parallel guesses queue up and each wrong
+    # one is counted before the next is judged: the limit holds however fast they come. A right
+    # answer writes nothing (an advisory lock, not a row lock, so its commit waits for no disk);
+    # only a wrong one (or a used one-time code) does. SQLite's write transaction is the lock there.
+    async with platform.db.transaction():
+        if platform.db.kind == "postgres":
+            await platform.db.fetch(_LOCK_CODE, LOOKUP_LOCK_CLASS, digest)
+        rows = await platform.db.fetch(_LOOKUP, digest)
+        row = rows[0] if rows else None
+        right = False
+        if row is not None and not _expired(platform, row) and row["lookup_failures"] < settings.lookup_attempt_limit:
+            if data.date_of_birth is not None:
+                right = _same(str(row["date_of_birth"]), data.date_of_birth.isoformat())
+            else:
+                right = _otp_matches(platform, row, data.otp or "")
+            if not right:
+                await platform.db.fetch(_COUNT_FAILURE, row["id"])
+            elif data.otp is not None:
+                # A one-time code is used up.
+                await platform.db.fetch(_USE_OTP, row["id"])
+    return row, right, rows
+
+
 # The citizen's lookup runs on every request of the result page: one statement fetches the sample,
 # its person and its result versions (one row per version), by the code's digest (a unique index).
-_LOOKUP = (
+_SELECT_CODE = (
     "SELECT s.id, s.subject_id, s.test_type, s.site, s.province, s.lab, s.status, s.result, s.result_version, "
     "s.collected_at, s.pooled_at, s.received_at, s.retest_ordered_at, s.retest_reason, s.result_at, "
     "s.lookup_failures, s.lookup_otp_hash, s.lookup_otp_expires_at, p.full_name, p.date_of_birth, "
     "r.version, r.released_at, r.outcome "
     "FROM testing_sample s JOIN testing_person p ON p.id = s.person "
     "LEFT JOIN testing_result r ON r.sample = s.id "
-    "WHERE s.result_code_hash = {} ORDER BY r.version"
+    "WHERE s.result_code_hash = {} "
 )
+_LOOKUP = _SELECT_CODE + "ORDER BY r.version"
+# The judgment is an uncorrelated subquery: PostgreSQL runs it once per statement, before rows come out.
+_LOOKUP_BY_BIRTH = _SELECT_CODE + "AND (SELECT testing_lookup_by_birth({}, {}, {}, {})) ORDER BY r.version"
 # The code's own lock: a class of its own (two-key advisory locks), then the digest's hash.
 LOOKUP_LOCK_CLASS = 0x7465  # "te"
 _LOCK_CODE = "SELECT pg_advisory_xact_lock({}, hashtext({}))"

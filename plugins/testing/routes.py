@@ -32,6 +32,7 @@ from plugins.testing import (
 )
 from plugins.testing.catalogue import TestType, known_test_types
 from plugins.testing.certificates import TestCertificate
+from plugins.testing.lean import lean_lookup
 from plugins.testing.printing import label_svg
 from plugins.testing.schemas import (
     CaseReportView,
@@ -425,6 +426,8 @@ async def overdue_samples(
     tags=TAGS,
     status_code=HTTP_200_OK,
     summary="A result by the receipt's code and the date of birth or a one-time code",
+    # Its valid requests are served by the lean path (same guard, same call, same answer).
+    middleware=[lean_lookup(LookupIn, lookup.lookup, status_code=HTTP_200_OK)],
 )
 async def result_lookup(
     data: JSONBody[LookupIn], request: Request[Any, Any, Any], platform: PlatformDep

@@ -93,6 +93,39 @@ async def test_removing_the_newest_rows_is_found(platform):
     assert "newest rows were removed" in result.reason
 
 
+async def test_a_write_after_the_newest_rows_were_removed_still_shows_the_gap(platform):
+    ids = await write_rows(platform)
+    await bypass_append_only(platform, f"DELETE FROM audit_log WHERE id >= {ids[3]}")
+    if platform.db.kind == "sqlite":
+        # SQLite hands the removed ids out again, and the head refuses to move back: no write goes on.
+        with pytest.raises(Exception, match="only moves forward"):
+            await write_rows(platform, 1)
+        return
+    await write_rows(platform, 1)  # the chain goes on from the last hash written, not from what is left
+    result = await platform.audit.verify()
+    assert not result.ok
+    assert result.checked == 3
+    assert "removed" in result.reason
+
+
+async def test_two_workers_appending_at_once_keep_one_chain(start_platform, databases):
+    import asyncio
+
+    if databases.kind == "sqlite":
+        pytest.skip("two workers are two processes; on SQLite in one process their write transactions collide")
+    # Two platforms on one fresh database (no audit_head row yet): both may be the chain's first writer.
+    first = await start_platform()
+    second = await start_platform(url=first.settings.database_url)
+
+    async def read(platform: Platform, n: int) -> None:
+        resource = Resource(kind="record", id=f"r{n}", province="01", subject_id=f"subject-{n}")
+        await platform.audit.record(AUDITOR, "example.record.read", resource, purpose="core.identity")
+
+    await asyncio.gather(*(read(platform, n) for n in range(30) for platform in (first, second)))
+    result = await first.audit.verify()
+    assert result.ok and result.checked == 60
+
+
 async def test_the_head_only_moves_forward(platform):
     await write_rows(platform, 3)
     with pytest.raises(Exception, match="only moves forward"):
@@ -217,7 +250,9 @@ async def test_admin_audit_search_needs_audit_read_and_is_audited(platform, clie
 async def test_concurrent_records_share_one_chain_append_and_the_chain_holds(platform: Platform):
     import asyncio
 
-    batches_before = platform.group_commit.batches
+    commits = platform.audit.group_commit
+    assert commits is not None
+    batches_before = commits.batches
     await asyncio.gather(
         *(
             platform.audit.record(
@@ -232,7 +267,7 @@ async def test_concurrent_records_share_one_chain_append_and_the_chain_holds(pla
             for n in range(40)
         )
     )
-    assert platform.group_commit.batches - batches_before < 40  # records were grouped
+    assert commits.batches - batches_before < 40  # records were grouped
     rows = await AuditLog.select(AuditLog.resource_id).order_by(AuditLog.id)
     assert len(rows) == 80
     # A record's rows stay next to each other, in the order given.

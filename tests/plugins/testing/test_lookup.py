@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 
 from core import clock
 from core.tables import AuditLog
@@ -214,3 +215,46 @@ async def test_parallel_right_answers_all_succeed(world):
     )
     assert {r.status_code for r in right} == {200}
     assert (await Sample.select(Sample.lookup_failures).first())["lookup_failures"] == 0
+
+
+async def test_the_lean_path_answers_as_the_handler_would(world, monkeypatch):
+    from litestar.serialization import encode_json
+
+    from plugins.testing import lookup
+    from plugins.testing.schemas import LookupIn
+
+    receipt = await _resulted(world)
+    expected = await lookup.lookup(
+        world.platform, "203.0.113.9", LookupIn(code=receipt["result_code"], date_of_birth=date(1990, 4, 12))
+    )
+
+    async def handler_path(*args, **kwargs):
+        raise AssertionError("a valid lookup is served by the lean path")
+
+    # The handler calls lookup.lookup through the module; the lean path holds its own reference.
+    monkeypatch.setattr(lookup, "lookup", handler_path)
+    found = await _lookup(world, receipt["result_code"], date_of_birth="1990-04-12")
+    assert found.status_code == 200 and found.headers["content-type"] == "application/json"
+    assert found.json() == json.loads(encode_json(expected))
+    assert found.headers["x-request-id"]
+    # Bodies the lean path does not take go to the handler: Litestar's own 400s, naming the field.
+    unknown = await _lookup(world, receipt["result_code"], date_of_birth="1990-04-12", extra="x")
+    assert unknown.status_code == 400 and "extra" in unknown.text
+    too_long = await _lookup(world, "A" * 41, date_of_birth="1990-04-12")
+    assert too_long.status_code == 400 and "code" in too_long.text
+    broken = await world.client.post(
+        "/api/testing/lookup", content=b'{"code": ', headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 400
+    # The guard still runs first: NUL characters are refused before the lookup sees them.
+    nul = await _lookup(world, "ABC\u0000", date_of_birth="1990-04-12")
+    assert nul.status_code == 400 and "NUL" in nul.text
+
+
+def test_the_stored_lookup_takes_the_same_lock_as_the_one_time_code_path():
+    import importlib
+
+    from plugins.testing.lookup import LOOKUP_LOCK_CLASS
+
+    migration = importlib.import_module("plugins.testing.piccolo_migrations.testing_2026_11_26t06_45_00_000000")
+    assert f"pg_advisory_xact_lock({LOOKUP_LOCK_CLASS}, hashtext(p_digest))" in migration.FUNCTION
