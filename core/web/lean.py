@@ -4,8 +4,9 @@ For a route that answers thousands of requests a second (a check-in), Litestar's
 per-request machinery costs more than the route's own work: a copy of the
 handler for each guard, keyword arguments extracted and converted through a
 signature model, dependencies resolved, a response object built and rendered.
-``lean_json(...)`` makes a middleware for such a route's handler that serves
-its ordinary, valid requests itself:
+``lean_json(...)`` (signed-in callers) and ``lean_public_json(...)`` (public
+routes such as the citizens' result lookup) make a middleware for such a
+route's handler that serves its ordinary, valid requests itself:
 
 1. it runs the route's guards (the app's ``platform_guard``: identity, the
    ``authorize`` vote, consent, NUL characters) on the request, as Litestar
@@ -34,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from litestar import Request
 
-from core.web.guard import current_principal
+from core.web.guard import client_address, current_principal
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send
@@ -44,6 +45,10 @@ if TYPE_CHECKING:
 
 LeanCall = Callable[["Platform", "Principal", Any, dict[str, str | None]], Awaitable[Any]]
 """``call(platform, principal, body, headers)``: the route's domain call; its result is sent as JSON."""
+PublicCall = Callable[["Platform", str, Any], Awaitable[Any]]
+"""``call(platform, client_address, body)``: a public route's domain call; its result is sent as JSON."""
+_Invoke = Callable[[Request[Any, Any, Any], Any, dict[str, str | None]], Awaitable[Any]]
+_TO_HANDLER = object()  # what an ``_Invoke`` returns to leave the request to the route's handler
 
 
 def lean_json(
@@ -53,13 +58,34 @@ def lean_json(
     status_code: int,
     headers: Mapping[str, tuple[int, int]] | None = None,
 ) -> Callable[[ASGIApp], ASGIApp]:
-    """A handler middleware serving the route's valid JSON requests with ``call``.
+    """A handler middleware serving the route's valid JSON requests of signed-in callers with ``call``.
 
     ``headers`` maps the (lower-case) header names ``call`` receives to the
     bounds of their length, as the handler declares them; an absent header is
     ``None``, one out of bounds leaves the request to the handler.
     """
-    bounds = dict(headers or {})
+
+    async def invoke(request: Request[Any, Any, Any], body: Any, values: dict[str, str | None]) -> Any:
+        principal = await current_principal(request)
+        if principal is None:
+            return _TO_HANDLER  # the handler answers (and explains) this one
+        return await call(request.app.state.platform, principal, body, values)
+
+    return _lean(body_type, invoke, status_code, headers or {})
+
+
+def lean_public_json(body_type: type[Any], call: PublicCall, *, status_code: int) -> Callable[[ASGIApp], ASGIApp]:
+    """The same for a public route (a citizen's result lookup): ``call`` gets the client's address."""
+
+    async def invoke(request: Request[Any, Any, Any], body: Any, values: dict[str, str | None]) -> Any:
+        return await call(request.app.state.platform, client_address(request), body)
+
+    return _lean(body_type, invoke, status_code, {})
+
+
+def _lean(
+    body_type: type[Any], invoke: _Invoke, status_code: int, bounds: Mapping[str, tuple[int, int]]
+) -> Callable[[ASGIApp], ASGIApp]:
     decoder = msgspec.json.Decoder(body_type)
     encoder = msgspec.json.Encoder()
 
@@ -82,7 +108,6 @@ def lean_json(
             # the platform's guard reads the handler's ``opt`` and never changes it).
             for guard in handler.resolve_guards():
                 await guard(request, handler)
-            principal = await current_principal(request)
             values: dict[str, str | None] = {}
             for name, (low, high) in bounds.items():
                 value = request.headers.get(name)
@@ -91,14 +116,15 @@ def lean_json(
                     return
                 values[name] = value
             try:
-                body = decoder.decode(await request.body())
+                body = decoder.decode(await request.body())  # cached: the handler reads the same bytes
             except (msgspec.DecodeError, UnicodeDecodeError):
-                body = None
-            if body is None or principal is None:
                 await app(scope, receive, send)  # the handler answers (and explains) this one
                 return
-            platform: Platform = request.app.state.platform
-            content = encoder.encode(await call(platform, principal, body, values))
+            result = await invoke(request, body, values)
+            if result is _TO_HANDLER:
+                await app(scope, receive, send)
+                return
+            content = encoder.encode(result)
             await send(
                 {
                     "type": "http.response.start",

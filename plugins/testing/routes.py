@@ -18,6 +18,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, Parameter, RawBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED
 
 from core.web.guard import PlatformDep, PrincipalDep, client_address
+from core.web.lean import lean_public_json
 from plugins.testing import (
     certificates,
     fhir,
@@ -32,7 +33,6 @@ from plugins.testing import (
 )
 from plugins.testing.catalogue import TestType, known_test_types
 from plugins.testing.certificates import TestCertificate
-from plugins.testing.lean import lean_lookup
 from plugins.testing.printing import label_svg
 from plugins.testing.schemas import (
     CaseReportView,
@@ -427,7 +427,7 @@ async def overdue_samples(
     status_code=HTTP_200_OK,
     summary="A result by the receipt's code and the date of birth or a one-time code",
     # Its valid requests are served by the lean path (same guard, same call, same answer).
-    middleware=[lean_lookup(LookupIn, lookup.lookup, status_code=HTTP_200_OK)],
+    middleware=[lean_public_json(LookupIn, lookup.lookup, status_code=HTTP_200_OK)],
 )
 async def result_lookup(
     data: JSONBody[LookupIn], request: Request[Any, Any, Any], platform: PlatformDep
