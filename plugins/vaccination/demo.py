@@ -23,7 +23,7 @@ PRODUCTS = (
         "VAXZEVRIA",
         "Vaxzevria (AstraZeneca)",
         "AstraZeneca AB",
-        "J07BX03",
+        "29061000087103",  # eHN: COVID-19 non-replicating viral vector vaccine (J07BX03 is deprecated)
         "EU/1/21/1529",
         "ORG-100001699",
         2,
@@ -59,7 +59,7 @@ PRODUCTS = (
         "BBIBP-CORV",
         "Vero Cell (Sinopharm)",
         "China Sinopharm International Corp.",
-        "J07BX03",
+        "1157024006",  # eHN: inactivated whole SARS-CoV-2 antigen vaccine
         "BBIBP-CorV",
         "ORG-100020693",
         2,
