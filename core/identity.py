@@ -25,6 +25,7 @@ from argon2.exceptions import InvalidHashError, VerifyMismatchError
 from litestar.exceptions import NotAuthorizedException
 
 from core import clock
+from core.coalesce import Coalescer
 from core.errors import Conflict, InvalidInput
 from core.messages import Message
 from core.principal import CITIZEN, Principal
@@ -39,6 +40,13 @@ HOUR = 3600
 _PHONE = re.compile(r"^(?:\+?84|0)([35789]\d{8})$")
 _hasher = PasswordHasher()
 # Verifying against this when the username is unknown keeps login timing uniform.
+# Credentials by digest, for many requests at once (the condition and its placeholders are appended).
+_TOKENS_WHERE = (
+    "SELECT t.token_hash, t.id, t.account_kind, t.account_id, t.expires_at, t.revoked_at, "
+    "s.roles, s.province, s.site, s.lab, s.active "
+    "FROM access_token t LEFT JOIN staff_account s ON s.id = t.account_id WHERE "
+)
+_KEYS_WHERE = "SELECT key_hash, id, kind, roles, province, site, lab, expires_at, revoked_at FROM api_key WHERE "
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
@@ -82,13 +90,15 @@ class CredentialCache:
 
     Unknown and revoked credentials are cached too (as ``None``): a flood of
     made-up tokens costs one query each at most once per ``ttl``. Any change
-    to credentials in this worker empties the cache.
+    to credentials in this worker empties the cache and starts a new
+    *generation*: an answer looked up before the change is not cached after it.
     """
 
     MAX_ENTRIES = 100_000
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
+        self.generation = 0
         self._entries: dict[str, tuple[float, Principal | None, datetime | None]] = {}
 
     def get(self, key: str) -> tuple[bool, Principal | None]:
@@ -104,8 +114,9 @@ class CredentialCache:
             return True, None
         return True, principal
 
-    def put(self, key: str, principal: Principal | None, expires_at: datetime | None) -> None:
-        if self.ttl <= 0:
+    def put(self, key: str, principal: Principal | None, expires_at: datetime | None, generation: int) -> None:
+        """Cache an answer looked up during ``generation`` (dropped if credentials changed since)."""
+        if self.ttl <= 0 or generation != self.generation:
             return
         if len(self._entries) >= self.MAX_ENTRIES:
             self._entries.clear()
@@ -113,6 +124,7 @@ class CredentialCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self.generation += 1
 
 
 class Identity:
@@ -120,6 +132,9 @@ class Identity:
         self._platform = platform
         self._settings = platform.settings
         self.credentials = CredentialCache(platform.settings.credential_cache_seconds)
+        # Credentials missing from the cache, looked up together by concurrent requests.
+        self._tokens: Coalescer[str, Any] = Coalescer(self._fetch_tokens)
+        self._keys: Coalescer[str, Any] = Coalescer(self._fetch_keys)
 
     # -- staff -----------------------------------------------------------------
 
@@ -204,6 +219,7 @@ class Identity:
             .where((AccessToken.id == token_id) & AccessToken.revoked_at.is_null())
             .returning(AccessToken.id)
         )
+        self.credentials.clear()
         return bool(done)
 
     async def revoke_account_tokens(self, account_id: str) -> int:
@@ -213,6 +229,7 @@ class Identity:
             .where((AccessToken.account_id == account_id) & AccessToken.revoked_at.is_null())
             .returning(AccessToken.id)
         )
+        self.credentials.clear()
         return len(done)
 
     async def principal_from_token(self, token: str) -> Principal | None:
@@ -222,17 +239,18 @@ class Identity:
         found, principal = self.credentials.get(token_hash)
         if found:
             return principal
-        # One round trip: the token and, for staff, the account it belongs to.
-        rows = await self._platform.db.fetch(
-            "SELECT t.id, t.account_kind, t.account_id, t.expires_at, t.revoked_at, "
-            "s.roles, s.province, s.site, s.lab, s.active "
-            "FROM access_token t LEFT JOIN staff_account s ON s.id = t.account_id "
-            "WHERE t.token_hash = {}",
-            token_hash,
-        )
-        principal, expires_at = _token_principal(rows[0]) if rows else (None, None)
-        self.credentials.put(token_hash, principal, expires_at)
+        generation = self.credentials.generation
+        row = await self._tokens.load(token_hash)
+        principal, expires_at = _token_principal(row) if row is not None else (None, None)
+        self.credentials.put(token_hash, principal, expires_at, generation)
         return principal
+
+    async def _fetch_tokens(self, hashes: list[str]) -> dict[str, Any]:
+        """Tokens by digest and, for staff, the accounts they belong to: one round trip for many requests."""
+        db = self._platform.db
+        condition, args = db.any_of("t.token_hash", hashes)
+        rows = await db.fetch(_TOKENS_WHERE + condition, *args)
+        return {row["token_hash"]: row for row in rows}
 
     # -- API keys --------------------------------------------------------------
 
@@ -276,6 +294,7 @@ class Identity:
             .where((ApiKey.id == key_id) & ApiKey.revoked_at.is_null())
             .returning(ApiKey.id)
         )
+        self.credentials.clear()
         return bool(done)
 
     async def principal_from_api_key(self, key: str) -> Principal | None:
@@ -285,13 +304,10 @@ class Identity:
         found, principal = self.credentials.get(key_hash)
         if found:
             return principal
-        rows = await self._platform.db.fetch(
-            "SELECT id, kind, roles, province, site, lab, expires_at, revoked_at FROM api_key WHERE key_hash = {}",
-            key_hash,
-        )
+        generation = self.credentials.generation
+        row = await self._keys.load(key_hash)
         principal, expires_at = None, None
-        if rows and rows[0]["revoked_at"] is None:
-            row = rows[0]
+        if row is not None and row["revoked_at"] is None:
             expires_at = _as_datetime(row["expires_at"]) if row["expires_at"] is not None else None
             if expires_at is None or expires_at > clock.now():
                 principal = Principal(
@@ -303,8 +319,14 @@ class Identity:
                     lab=row["lab"],
                     credential_id=str(row["id"]),
                 )
-        self.credentials.put(key_hash, principal, expires_at)
+        self.credentials.put(key_hash, principal, expires_at, generation)
         return principal
+
+    async def _fetch_keys(self, hashes: list[str]) -> dict[str, Any]:
+        db = self._platform.db
+        condition, args = db.any_of("key_hash", hashes)
+        rows = await db.fetch(_KEYS_WHERE + condition, *args)
+        return {row["key_hash"]: row for row in rows}
 
     # -- citizens: one-time codes ----------------------------------------------
 

@@ -126,6 +126,17 @@ class Database:
         async with self.engine.pool.acquire() as connection:
             return await connection.fetch(query, *args)
 
+    def any_of(self, column: str, values: list[Any]) -> tuple[str, list[Any]]:
+        """A condition "``column`` is one of ``values``" with its arguments, for ``fetch``/``execute``.
+
+        On PostgreSQL one array argument (``= ANY``), so the statement text and
+        its prepared plan are the same whatever the number of values; on
+        SQLite an ``IN`` list.
+        """
+        if self.kind == "postgres":
+            return f"{column} = ANY({{}})", [list(values)]
+        return f"{column} IN ({', '.join(['{}'] * len(values))})", list(values)
+
     async def pending_migrations(self) -> dict[str, list[str]]:
         """Migration ids not yet applied, per app."""
         self.activate()

@@ -340,3 +340,55 @@ async def test_login_rate_limit_gives_429(start_platform):
     assert limited.status_code == 429
     assert int(limited.headers["Retry-After"]) >= 1
     assert "sign-in attempts" in limited.json()["detail"]
+
+
+async def test_concurrent_requests_with_uncached_credentials_are_looked_up_together(platform):
+    import asyncio
+
+    identity = platform.identity
+    tokens = [(await identity.issue_token("citizen", uuid.uuid4(), timedelta(hours=1))).token for _ in range(20)]
+    keys = [
+        (
+            await identity.create_api_key(
+                name=f"scanner {n}", roles=["device"], created_by="test", province="01", site=f"venue-{n}"
+            )
+        ).key
+        for n in range(5)
+    ]
+    rounds_before = identity._tokens.rounds, identity._keys.rounds
+    made_up = TOKEN_PREFIX + "x" * 43
+    principals = await asyncio.gather(
+        *(identity.principal_from_token(token) for token in [*tokens, made_up]),
+        *(identity.principal_from_api_key(key) for key in keys),
+    )
+    assert identity._tokens.rounds - rounds_before[0] == 1  # 21 tokens, one query
+    assert identity._keys.rounds - rounds_before[1] == 1
+    assert principals[20] is None
+    citizens = principals[:20]
+    assert len({principal.id for principal in citizens}) == 20
+    assert all(principal.kind == "citizen" for principal in citizens)
+    assert [principal.site for principal in principals[21:]] == [f"venue-{n}" for n in range(5)]
+
+
+async def test_a_revocation_during_a_lookup_is_not_undone_by_its_answer(platform):
+    import asyncio
+
+    identity = platform.identity
+    issued = await identity.issue_token("citizen", uuid.uuid4(), timedelta(hours=1))
+    released = asyncio.Event()
+    fetch = identity._tokens._fetch
+
+    async def slow_fetch(hashes):
+        rows = await fetch(hashes)  # read before the revocation...
+        await released.wait()  # ... answered after it
+        return rows
+
+    identity._tokens._fetch = slow_fetch
+    lookup = asyncio.ensure_future(identity.principal_from_token(issued.token))
+    await asyncio.sleep(0.05)
+    row = await AccessToken.select(AccessToken.id).where(AccessToken.token_hash == digest(issued.token)).first()
+    assert await identity.revoke_token(str(row["id"]))
+    released.set()
+    assert (await lookup) is not None  # the request in flight saw the token before it was revoked
+    identity._tokens._fetch = fetch
+    assert await identity.principal_from_token(issued.token) is None  # its stale answer was not cached
