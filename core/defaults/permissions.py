@@ -17,6 +17,8 @@ from core.roles import RoleRegistry
 class RoleRules:
     def __init__(self, registry: RoleRegistry) -> None:
         self._registry = registry
+        # (roles, action) -> the roles granting it: the registry does not change once built.
+        self._granted: dict[tuple[frozenset[str], str], list[Role]] = {}
 
     @hookimpl
     def authorize(self, principal: Principal, action: str, resource: Resource) -> Vote | None:
@@ -38,8 +40,15 @@ class RoleRules:
         return None if scope.empty else scope
 
     def _granting(self, principal: Principal, action: str) -> list[Role]:
-        roles = (self._registry.get(name) for name in sorted(principal.roles))
-        return [r for r in roles if r is not None and self._registry.grants(r, action)]
+        key = (principal.roles, action)
+        granting = self._granted.get(key)
+        if granting is None:
+            roles = (self._registry.get(name) for name in sorted(principal.roles))
+            granting = [r for r in roles if r is not None and self._registry.grants(r, action)]
+            if len(self._granted) >= 10_000:  # roles x actions: bounded in practice; never unbounded
+                self._granted.clear()
+            self._granted[key] = granting
+        return granting
 
 
 def _outside_scope(role: Role, principal: Principal, resource: Resource) -> str | None:

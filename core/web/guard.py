@@ -70,15 +70,17 @@ async def platform_guard(connection: ASGIConnection[Any, Any, Any, Any], handler
 
 async def current_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
     """The request's principal, identified once and kept on the connection's state."""
-    cached = connection.state.get("principal", _UNSET)
+    # The scope's state dict itself: ``connection.state`` builds a State object on every access.
+    state = connection.scope.setdefault("state", {})
+    cached = state.get("principal", _UNSET)
     if cached is not _UNSET:
         return cached
-    platform: Platform = connection.app.state.platform
+    platform: Platform = connection.scope["litestar_app"].state.platform
     try:
         principal = await platform.identify(connection)
     except HookFailed as exc:
         raise NotAuthorizedException("Authentication failed; try again or sign in anew.") from exc
-    connection.state["principal"] = principal
+    state["principal"] = principal
     return principal
 
 

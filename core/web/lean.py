@@ -34,7 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Request
+from litestar.exceptions import InternalServerException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.utils.scope.state import ScopeState
 
+from core.web import nul_guard
 from core.web.guard import client_address, current_principal
 
 if TYPE_CHECKING:
@@ -103,6 +107,15 @@ def _lean(
             if scope["type"] != "http" or handler is None or not served_here(handler):
                 await app(scope, receive, send)
                 return
+            raw = await _read_body(scope, receive, handler)
+            if raw is None:
+                await app(scope, receive, send)  # a body not announced by its length: the handler reads it
+                return
+            # The bytes are where Litestar's request looks first: the guard and the handler read them.
+            ScopeState.from_scope(scope).body = raw
+            if not nul_guard.mark_checked(scope, raw):
+                await app(scope, receive, send)  # a NUL escape somewhere: the guard names the field
+                return
             request: Request[Any, Any, Any] = handler.resolve_request_class()(scope, receive, send)
             # The route's guards, as Litestar runs them (without its defensive copy of the handler:
             # the platform's guard reads the handler's ``opt`` and never changes it).
@@ -116,7 +129,7 @@ def _lean(
                     return
                 values[name] = value
             try:
-                body = decoder.decode(await request.body())  # cached: the handler reads the same bytes
+                body = decoder.decode(raw)
             except (msgspec.DecodeError, UnicodeDecodeError):
                 await app(scope, receive, send)  # the handler answers (and explains) this one
                 return
@@ -140,6 +153,41 @@ def _lean(
         return lean
 
     return middleware
+
+
+async def _read_body(scope: Scope, receive: Receive, handler: Any) -> bytes | None:
+    """The request's body when its ``content-length`` announces it within the route's limit, else None.
+
+    Read straight from the server's messages (Litestar's request would stream
+    it through an async generator). None leaves everything unread for the
+    handler, which answers a body that is too large or not announced.
+    """
+    announced = None
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            announced = value
+            break
+    if announced is None or not announced.isdigit():
+        return None
+    length = int(announced)
+    limit = handler.resolve_request_max_body_size()
+    if limit is not None and length > limit:
+        return None
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InternalServerException("client disconnected prematurely")
+        chunk: bytes = message.get("body", b"")  # type: ignore[assignment]
+        if chunk:
+            received += len(chunk)
+            if received > length:
+                raise RequestEntityTooLarge  # more than it announced
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _has_request_hooks(handler: Any) -> bool:

@@ -25,7 +25,28 @@ NUL = "\x00"
 MESSAGE = "NUL characters (\\u0000) are not allowed"
 
 
+_CHECKED = "phongdich.nul_checked"
+
+
+def mark_checked(scope: Any, body: bytes) -> bool:
+    """Check a request's path parameters, query and whole body at once; True (and remembered) if clean.
+
+    The lean path's quick look at the raw bytes: when it finds nothing,
+    ``refuse_nul_characters`` need not look again; when it finds something,
+    the guard's own check names the field.
+    """
+    for value in scope.get("path_params", {}).values():
+        if isinstance(value, str) and NUL in value:
+            return False
+    if scope.get("query_string") or b"\\u0000" in body or b"\x00" in body or b"%00" in body:
+        return False
+    scope.setdefault("state", {})[_CHECKED] = True
+    return True
+
+
 async def refuse_nul_characters(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    if connection.scope.get("state", {}).get(_CHECKED):
+        return
     for name, value in connection.path_params.items():
         if isinstance(value, str) and NUL in value:
             _refuse(name, "path")
