@@ -60,7 +60,7 @@ from bench._load import CpuProbe, LoadError, LoadResult, Target, measure_rounds,
 from bench._report import median, progress, table
 from bench._serve import SERVERS, ServedApp, cpu_split
 from bench.plugin import bench_plugins
-from core.app import create_app
+from core.app import create_app, served
 from core.platform import Platform
 from core.principal import Principal
 from core.testing import citizen_headers, device_headers
@@ -78,6 +78,7 @@ VENUE_TYPES = ("restaurant", "cafe", "market", "supermarket", "shop", "office", 
 # Read by the app factories below, in the server process.
 ENV_MAX_WAIT_MS = "BENCH_GROUP_COMMIT_MAX_WAIT_MS"
 ENV_MAX_BATCH = "BENCH_GROUP_COMMIT_MAX_BATCH"
+ENV_NO_GC_TUNING = "BENCH_NO_GC_TUNING"  # set: both apps keep CPython's garbage-collector defaults
 ENV_IN_FLIGHT = "BENCH_GROUP_COMMIT_IN_FLIGHT"
 # The wrk script saves its request counter this often; the next run starts past the last save.
 SAVE_EVERY = 256
@@ -129,7 +130,7 @@ def pipeline_app() -> Litestar:
     group commit has committed and how long its batches took, so the report can
     say whether the one flusher was busy all the time.
     """
-    app = create_app()
+    app = create_app() if os.environ.get(ENV_NO_GC_TUNING) else served(create_app())
     group_commit = app.state.platform.group_commit
     if os.environ.get(ENV_MAX_WAIT_MS):
         group_commit.max_wait = float(os.environ[ENV_MAX_WAIT_MS]) / 1000
@@ -230,9 +231,11 @@ def bare_app() -> Litestar:
         finally:
             await app.state.pool.close()
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[bare_visit, bare_scan, bare_ready], lifespan=[pool], openapi_config=None, state=State()
     )
+    # The same process tuning as the platform's server (a garbage collector tuned after start-up).
+    return app if os.environ.get(ENV_NO_GC_TUNING) else served(app)
 
 
 # -- seeding: venues, citizens, devices, the bare table -------------------------------------------

@@ -10,6 +10,7 @@ so no plugin can shadow another. Every route must declare its ``action``
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -114,7 +115,34 @@ def create_app(
 
 def app_factory() -> Litestar:
     """For ASGI servers: ``uvicorn --factory core.app:app_factory``; settings from the environment."""
-    return create_app()
+    return served(create_app())
+
+
+# Young objects between two collections of the youngest generation (CPython's default: 700).
+GC_YOUNG_THRESHOLD = 20_000
+
+
+def served(app: Litestar) -> Litestar:
+    """The app as a server process runs it: the garbage collector tuned once start-up is done.
+
+    Everything built at start-up (the app, its routes, plugins, settings,
+    schemas) lives as long as the process; ``gc.freeze()`` moves it out of
+    the collector's way, so a full collection no longer walks it. Requests
+    allocate many short-lived objects (a few hundred per request): collecting
+    the youngest generation every 20,000 allocations instead of every 700
+    keeps the same garbage collected with a thirtieth of the passes. Only for
+    server processes (``phongdich serve``, ``app_factory``): a test process
+    makes hundreds of apps and must not freeze them.
+    """
+    app.on_startup.append(_tune_gc)
+    return app
+
+
+def _tune_gc() -> None:
+    gc.collect()
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
 def _lifespan(platform: Platform) -> Any:

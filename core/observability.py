@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 import msgspec
@@ -23,7 +24,7 @@ def configure_logging(settings: Settings) -> None:
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _utc_timestamp,
     ]
     if json_lines:
         # No local variables in tracebacks: they may hold personal data.
@@ -39,6 +40,24 @@ def configure_logging(settings: Settings) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+_second_stamp: tuple[int, str] = (-1, "")
+
+
+def _utc_timestamp(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """``timestamp``: ISO 8601 in UTC with microseconds, as structlog's TimeStamper writes it.
+
+    The date and time up to the second are formatted once per second: every
+    request writes a line, and formatting a datetime was a tenth of that line's cost.
+    """
+    global _second_stamp
+    now = time.time()
+    second = int(now)
+    if _second_stamp[0] != second:
+        _second_stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    event["timestamp"] = f"{_second_stamp[1]}.{int((now - second) * 1_000_000):06d}Z"
+    return event
 
 
 def _json_line(event: dict[str, Any], default: Any = None) -> str:

@@ -11,7 +11,20 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.ids import new_hex
 
-log = structlog.get_logger("core.request")
+_bound: tuple[Any, Any] = (None, None)  # (the structlog configuration it was made under, logger)
+
+
+def _request_log() -> Any:
+    """The request line's logger, bound once per structlog configuration (not on every line)."""
+    global _bound
+    config = structlog.get_config()
+    key = (config["processors"], config["wrapper_class"], config["logger_factory"])
+    made_under = _bound[0]
+    if made_under is None or any(now is not then for now, then in zip(key, made_under, strict=True)):
+        _bound = (key, structlog.get_logger("core.request").bind())  # configured anew (start-up, tests)
+    return _bound[1]
+
+
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
@@ -41,7 +54,7 @@ def request_context(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_with_id)
         finally:
-            log.info(
+            _request_log().info(
                 "request",
                 method=scope.get("method"),
                 path=scope["path"],

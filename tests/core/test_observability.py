@@ -70,3 +70,19 @@ async def test_server_errors_hide_the_traceback(make_platform):
     assert "secret internals" not in response.text
     assert "Traceback" not in response.text
     assert response.json()["request_id"]
+
+
+def test_log_timestamps_are_iso_utc_with_microseconds():
+    import time
+    from datetime import UTC, datetime
+
+    from core.observability import _utc_timestamp
+
+    before = datetime.now(UTC)
+    stamp = _utc_timestamp(None, "info", {})["timestamp"]
+    after = datetime.now(UTC)
+    assert stamp.endswith("Z") and len(stamp) == len("2026-11-26T10:11:12.123456Z")
+    parsed = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    assert before.replace(microsecond=0) <= parsed <= after
+    time.sleep(1.01)  # the second part is formatted anew when the second changes
+    assert _utc_timestamp(None, "info", {})["timestamp"][:19] != stamp[:19]

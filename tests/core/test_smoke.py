@@ -33,3 +33,22 @@ async def test_plugins_listed(client):
 async def test_staff_headers_helper(client, platform):
     headers = await staff_headers(platform, ["national_admin"])
     assert (await client.get("/api/me", headers=headers)).status_code == 200
+
+
+def test_a_served_app_tunes_the_garbage_collector_after_start_up_in_its_own_process(monkeypatch, tmp_path):
+    import subprocess
+    import sys
+
+    from core.app import _tune_gc, app_factory
+
+    monkeypatch.setenv("PHONGDICH_DATABASE_URL", f"sqlite:///{tmp_path}/unused.sqlite3")
+    assert app_factory().on_startup[-1] is _tune_gc  # what the servers run
+    # Freezing would keep this test process's objects forever: check it in a process of its own.
+    script = (
+        "import gc\n"
+        "from core.app import _tune_gc, GC_YOUNG_THRESHOLD\n"
+        "_tune_gc()\n"
+        "assert gc.get_freeze_count() > 1000, gc.get_freeze_count()\n"
+        "assert gc.get_threshold()[0] == GC_YOUNG_THRESHOLD\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
