@@ -118,7 +118,13 @@ NATIONAL_QUESTIONS: tuple[Question, ...] = (
 
 
 async def questionnaire_for(platform: Platform, venue: VenueFacts) -> Questionnaire:
-    """The national questions plus those the venue's province adds, under one version."""
+    """The national questions plus those the venue's province adds, under one version.
+
+    The province's hooks are asked every time (their answer may change, see the hookspec);
+    a province with no such hook gets the national questionnaire without a call.
+    """
+    if not platform.hooks.impls("checkin_declaration_questions", venue.province):
+        return NATIONAL_QUESTIONNAIRE
     questions = list(NATIONAL_QUESTIONS)
     known = {q.id for q in questions}
     added: list[Question] = []
@@ -133,7 +139,7 @@ async def questionnaire_for(platform: Platform, venue: VenueFacts) -> Questionna
             known.add(question.id)
             added.append(question)
     if not added:
-        return Questionnaire(version=NATIONAL_VERSION, questions=tuple(questions))
+        return NATIONAL_QUESTIONNAIRE
     digest = hashlib.sha256(msgspec.json.encode(added)).hexdigest()[:10]
     return Questionnaire(version=f"{NATIONAL_VERSION}+{venue.province}.{digest}", questions=(*questions, *added))
 
@@ -145,19 +151,22 @@ def assess(questionnaire: Questionnaire, body: DeclarationBody, *, field: str = 
             f"{field}.questionnaire_version: the form changed (now {questionnaire.version}); "
             "fetch the current questions and answer again"
         )
-    by_id = {q.id: q for q in questionnaire.questions}
-    unknown = sorted(set(body.answers) - set(by_id))
-    if unknown:
+    given = body.answers
+    if questionnaire is NATIONAL_QUESTIONNAIRE:
+        ids = _NATIONAL_IDS
+    else:
+        ids = frozenset(q.id for q in questionnaire.questions)
+    if not ids.issuperset(given):
+        unknown = sorted(set(given) - ids)
         raise InvalidInput(f"{field}.answers.{unknown[0]}: no such question in this form")
     answers: dict[str, bool | str | list[str]] = {}
     flags: list[str] = []
     for question in questionnaire.questions:
-        where = f"{field}.answers.{question.id}"
-        if question.id not in body.answers:
+        if question.id not in given:
             if question.required:
-                raise InvalidInput(f"{where}: this question must be answered")
+                raise InvalidInput(f"{field}.answers.{question.id}: this question must be answered")
             continue
-        value = _checked(question, body.answers[question.id], where)
+        value = _checked(question, given[question.id], field)
         answers[question.id] = value
         if question.risk and question.risk not in flags and _is_risky(question, value):
             flags.append(question.risk)
@@ -218,30 +227,39 @@ def _json_list(value: object) -> list[str]:
     return [str(item) for item in decoded] if isinstance(decoded, list) else []
 
 
-def _checked(question: Question, value: bool | str | list[str], where: str) -> bool | str | list[str]:
-    codes = {choice.code for choice in question.choices}
+def _checked(question: Question, value: bool | str | list[str], field: str) -> bool | str | list[str]:
     match question.kind:
         case "yes_no":
             if not isinstance(value, bool):
-                raise InvalidInput(f"{where}: answer true or false")
+                raise InvalidInput(f"{field}.answers.{question.id}: answer true or false")
             return value
         case "single_choice":
+            codes = _codes(question)
             if not isinstance(value, str) or value not in codes:
-                raise InvalidInput(f"{where}: choose one of {', '.join(sorted(codes))}")
+                raise InvalidInput(f"{field}.answers.{question.id}: choose one of {', '.join(sorted(codes))}")
             return value
         case "multi_choice":
-            if not isinstance(value, list) or not set(value) <= codes:
-                raise InvalidInput(f"{where}: choose from {', '.join(sorted(codes))}")
+            codes = _codes(question)
+            if not isinstance(value, list) or not codes.issuperset(value):
+                raise InvalidInput(f"{field}.answers.{question.id}: choose from {', '.join(sorted(codes))}")
             if question.required and not value:
-                raise InvalidInput(f"{where}: choose at least one")
+                raise InvalidInput(f"{field}.answers.{question.id}: choose at least one")
             chosen = sorted(set(value))
             if "none" in chosen and len(chosen) > 1:
-                raise InvalidInput(f"{where}: 'none' cannot be chosen with other answers")
+                raise InvalidInput(f"{field}.answers.{question.id}: 'none' cannot be chosen with other answers")
             return chosen
         case _:
             if not isinstance(value, str):
-                raise InvalidInput(f"{where}: answer with text")
+                raise InvalidInput(f"{field}.answers.{question.id}: answer with text")
             return value.strip()
+
+
+def _codes(question: Question) -> frozenset[str]:
+    """The codes a choice question accepts (the national questions' are worked out once)."""
+    codes = _NATIONAL_CODES.get(question.id)
+    if codes is not None and question is _NATIONAL_BY_ID[question.id]:
+        return codes
+    return frozenset(choice.code for choice in question.choices)
 
 
 def _is_risky(question: Question, value: bool | str | list[str]) -> bool:
@@ -250,3 +268,10 @@ def _is_risky(question: Question, value: bool | str | list[str]) -> bool:
     if isinstance(value, list):
         return any(code in question.risky_answers for code in value)
     return value in question.risky_answers
+
+
+# The questionnaire of a venue whose province adds no questions: the same object every time.
+NATIONAL_QUESTIONNAIRE = Questionnaire(version=NATIONAL_VERSION, questions=NATIONAL_QUESTIONS)
+_NATIONAL_IDS = frozenset(q.id for q in NATIONAL_QUESTIONS)
+_NATIONAL_BY_ID = {q.id: q for q in NATIONAL_QUESTIONS}
+_NATIONAL_CODES = {q.id: frozenset(choice.code for choice in q.choices) for q in NATIONAL_QUESTIONS}

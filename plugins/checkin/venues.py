@@ -9,6 +9,7 @@ revoked code stops working at once.
 
 from __future__ import annotations
 
+import base64
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -19,7 +20,7 @@ from litestar.exceptions import HTTPException
 
 from core import NotFound, Principal, Resource, clock
 from core.errors import InvalidInput
-from core.signing import Signer
+from core.signing import EXPIRES, Signer
 from plugins.checkin.schemas import (
     CodeView,
     SubLocationBody,
@@ -261,7 +262,26 @@ async def list_venues(
 
 
 def code_signer(platform: Platform) -> Signer:
-    return Signer.from_settings(platform.settings, CODE_CONTEXT)
+    """The venue codes' signer for the platform's key ring (built once per settings and keys)."""
+    global _signer_memo
+    settings = platform.settings
+    memo = _signer_memo
+    if (
+        memo is not None
+        and memo[0] is settings
+        and memo[1] == settings.secret_key
+        and memo[2] == settings.secret_key_version
+        and memo[3] == settings.previous_secret_keys
+    ):
+        return memo[4]
+    signer = Signer.from_settings(settings, CODE_CONTEXT)
+    ring = list(settings.previous_secret_keys)
+    _signer_memo = (settings, settings.secret_key, settings.secret_key_version, ring, signer)
+    return signer
+
+
+# The last settings' signer, and the key fields it was built from (a changed key ring builds another).
+_signer_memo: tuple[Any, str, int, list[str], Signer] | None = None
 
 
 def code_url(platform: Platform, token: str) -> str:
@@ -339,15 +359,31 @@ RESOLVE_CODE_SQL = (
 
 
 async def resolve_code(platform: Platform, token: str, *, field: str = "code") -> Place:
-    """The place a scanned code stands for; 400 for a forged code, 410 for a retired one."""
-    claims = code_signer(platform).verify(token, field=field)
+    """The place a scanned code stands for; 400 for a forged code, 410 for a retired one.
+
+    A worker remembers, for ``code_cache_seconds`` after it read the code's row, the place a
+    code's row stands for (by code id) and the exact token strings it verified for it: a token
+    seen before is answered without checking its signature again. Only a string that passed the
+    signature check under the current key ring is remembered, so an altered or forged one is
+    always checked (and refused); a rotated or revoked code stops working at once in the worker
+    that changed it and within ``code_cache_seconds`` in the others, as before.
+    """
+    signer = code_signer(platform)
+    ttl = platform.plugin_config("checkin").code_cache_seconds
+    known = _tokens.get(token)
+    if known is not None and known[2] is signer and time.monotonic() - known[0] <= ttl:
+        return known[1]
+    claims = signer.verify(token, field=field)
     try:
         code_id = uuid.UUID(hex=str(claims.get("c", "")))
     except ValueError:
         raise InvalidInput(f"{field}: not a venue code") from None
     cached = _places.get(code_id)
-    if cached is not None and time.monotonic() - cached[0] <= platform.plugin_config("checkin").code_cache_seconds:
+    if cached is not None and time.monotonic() - cached[0] <= ttl:
+        _remember_token(token, cached, signer)
         return cached[1]
+    generation = _generation
+    read_at = time.monotonic()
     rows = await platform.db.fetch(RESOLVE_CODE_SQL, code_id)
     if not rows:
         raise NotFound(f"{field}: this venue code is unknown")
@@ -361,20 +397,48 @@ async def resolve_code(platform: Platform, token: str, *, field: str = "code") -
         sub_location_id=str(row["sub_location"]) if row["sub_location"] else None,
         sub_location_name=row["sub_location_name"],
     )
-    if len(_places) >= _PLACES_MAX:
-        _places.clear()
-    _places[code_id] = (time.monotonic(), place)
+    if generation == _generation:  # no code changed in this worker while the row was read
+        if len(_places) >= _PLACES_MAX:
+            _places.clear()
+        entry = _places[code_id] = (read_at, place)
+        _remember_token(token, entry, signer)
     return place
 
 
-# Places by code id, as last read: every check-in resolves a code, and codes rarely change.
+# Places by code id, as last read (with when): every check-in resolves a code, and codes rarely change.
 _places: dict[uuid.UUID, tuple[float, Place]] = {}
+# Verified token strings: when their code's row was read, the place, the signer that verified them.
+_tokens: dict[str, tuple[float, Place, Signer]] = {}
 _PLACES_MAX = 100_000
+# Counts ``forget_codes`` calls: a row read before one is not remembered after it.
+_generation = 0
+
+
+def _remember_token(token: str, entry: tuple[float, Place], signer: Signer) -> None:
+    """Remember a verified token with its code's entry (same read time: the same staleness bound)."""
+    if _expires(token):
+        return  # a code that carries an expiry is checked every time
+    if len(_tokens) >= _PLACES_MAX:
+        _tokens.clear()
+    _tokens[token] = (entry[0], entry[1], signer)
+
+
+def _expires(token: str) -> bool:
+    """Whether a (verified) token carries an expiry claim (venue codes are issued without one)."""
+    claims = token.split(".")[1]
+    try:
+        decoded = msgspec.json.decode(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
+    except (ValueError, msgspec.DecodeError):
+        return True
+    return not isinstance(decoded, dict) or EXPIRES in decoded
 
 
 def forget_codes() -> None:
     """Drop what this worker remembers of codes (after a code or venue changes)."""
+    global _generation
+    _generation += 1
     _places.clear()
+    _tokens.clear()
 
 
 async def place_at(venue_id: uuid.UUID | str, sub_location_id: uuid.UUID | str | None) -> Place:

@@ -195,7 +195,8 @@ async def record_visit(
         stay=stay,
         method=method,
         key=key,
-        request_id=structlog.contextvars.get_contextvars().get("request_id"),
+        # Only audited check-ins (not a person's own scan) name their request; see _audit_entries.
+        request_id=None if method == "scan" else structlog.contextvars.get_contextvars().get("request_id"),
         limits=_rate_limits(config, principal, person),
     )
     try:
@@ -206,26 +207,28 @@ async def record_visit(
         if replayed is None:
             raise Conflict("Idempotency-Key: a request with this key is still being processed; retry") from None
         return replayed
+    flags = list(assessment.risk_flags) if assessment else []
     if repeat:
         view = await visit_view(visit_id, now, arrived_at=visit_arrived)
         if view is None:
             raise NotFound("visit: not found after storing it")
-    else:
-        # Just stored from what is in hand: reading it back would cost two queries per check-in.
-        left = visit_arrived + stay * 60
-        view = VisitView(
-            id=str(visit_id),
-            venue_id=place.venue.id,
-            venue_name=place.venue.name,
-            sub_location_id=place.sub_location_id,
-            sub_location_name=place.sub_location_name,
-            arrived_at=_time(visit_arrived),
-            left_at=_time(left),
-            status=_status(checked_out=False, left_at=left, now=now),
-            method=method,
-        )
-    flags = list(assessment.risk_flags) if assessment else []
-    return msgspec.structs.replace(view, repeat=repeat, risky=bool(flags), risk_flags=flags)
+        return msgspec.structs.replace(view, repeat=True, risky=bool(flags), risk_flags=flags)
+    # Just stored from what is in hand: reading it back would cost two queries per check-in.
+    left = visit_arrived + stay * 60
+    return VisitView(
+        id=str(visit_id),
+        venue_id=place.venue.id,
+        venue_name=place.venue.name,
+        sub_location_id=place.sub_location_id,
+        sub_location_name=place.sub_location_name,
+        arrived_at=datetime.fromtimestamp(visit_arrived, tz=now.tzinfo),
+        left_at=datetime.fromtimestamp(left, tz=now.tzinfo),
+        status="present" if left > now.timestamp() else "auto_checked_out",
+        method=method,
+        repeat=False,
+        risky=bool(flags),
+        risk_flags=flags,
+    )
 
 
 # -- storing a batch of check-ins -------------------------------------------------------------
@@ -253,6 +256,9 @@ _writers: weakref.WeakKeyDictionary[Platform, BatchWriter] = weakref.WeakKeyDict
 
 def _writer_for(platform: Platform) -> BatchWriter:
     """One batch writer per platform, so the group commit hands it all the batch's check-ins at once."""
+    last = _last_writer
+    if last is not None and last[0]() is platform:
+        return last[1]
     writer = _writers.get(platform)
     if writer is None:
 
@@ -260,7 +266,17 @@ def _writer_for(platform: Platform) -> BatchWriter:
             return await _store_batch(platform, writes)
 
         _writers[platform] = writer
+    _remember_writer(weakref.ref(platform), writer)
     return writer
+
+
+# The last platform's writer (a weak reference: a platform that is gone is not kept alive).
+_last_writer: tuple[weakref.ref[Platform], BatchWriter] | None = None
+
+
+def _remember_writer(platform: weakref.ref[Platform], writer: BatchWriter) -> None:
+    global _last_writer
+    _last_writer = (platform, writer)
 
 
 async def _store_batch(platform: Platform, writes: list[_Write]) -> list[Any]:
@@ -376,22 +392,43 @@ _INSERT_ALL = (
     f"declarations AS ({_bulk_insert('checkin_declaration', _DECLARATION_COLUMNS, _KEY_STORED)}) "
     "SELECT key FROM stored_keys"
 )
-# A batch in which no one checks in twice at the same venue, in one statement: the same-visit lookup,
-# then everything for the check-ins that found none (their keys, visits, declarations). It answers the
-# same visits found (kind 0) and the keys stored (kind 1). The lookup runs after the people's locks
-# are taken (an earlier statement), so it sees every earlier check-in of theirs.
+# A batch in which no one checks in twice at the same venue, in one statement. Its arguments are the
+# new visits' columns (every check-in of the batch gets one, used only if it finds no same visit) with
+# their keys and numbers in the batch ($1-$15), the same-visit window ($16), and the declarations'
+# own columns by number in the batch ($17-$21): the rest of a declaration is its visit's. It runs
+# the same-visit lookup, clears the sub-location of a same visit seen at another part of the venue,
+# stores every key (a same visit's key names that visit), then the visits and declarations of the
+# check-ins that found none and whose key was stored (or had none). It answers the same visits found
+# (kind 0) and the keys stored (kind 1). The lookup runs after the people's locks are taken (an
+# earlier statement), so it sees every earlier check-in of theirs. (S608: names are ours.)
 _NEW_ONLY = f"{_NOT_SAME} AND {_KEY_STORED}"
+_VISIT_NAMES = ", ".join(name for name, _type in _VISIT_COLUMNS)
+_VISIT_ARRAYS = ", ".join(f"${i}::{kind}[]" for i, (_name, kind) in enumerate(_VISIT_COLUMNS, start=1))
 _STORE_NEW = (
-    f"WITH same AS ({_SAME_VISITS}), "  # noqa: S608
+    f"WITH u AS MATERIALIZED (SELECT * FROM unnest({_VISIT_ARRAYS}, $14::text[], $15::int[]) "  # noqa: S608
+    f"AS u({_VISIT_NAMES}, key, n)), "
+    "same AS MATERIALIZED (SELECT u.n, v.id, v.arrived_at, v.sub_location_id, u.sub_location_id AS here FROM u "
+    "CROSS JOIN LATERAL (SELECT id, arrived_at, sub_location_id FROM checkin_visit v "
+    "WHERE v.subject_id = u.subject_id AND (v.venue_id = u.venue_id) IS TRUE "
+    "AND v.arrived_at BETWEEN u.arrived_at - $16 AND u.arrived_at + $16 "
+    "ORDER BY v.arrived_at DESC LIMIT 1) v), "
+    "cleared AS (UPDATE checkin_visit c SET sub_location_id = NULL FROM same "
+    "WHERE c.id = same.id AND c.arrived_at = same.arrived_at "
+    "AND same.sub_location_id IS NOT NULL AND same.sub_location_id IS DISTINCT FROM same.here), "
     "stored_keys AS (INSERT INTO checkin_idempotency (key, visit_id, arrived_at, created_at) "
-    "SELECT u.key, u.visit_id, u.arrived_at, u.created_at "
-    "FROM unnest({}::text[], {}::uuid[], {}::bigint[], {}::bigint[], {}::int[]) "
-    f"AS u(key, visit_id, arrived_at, created_at, n) WHERE {_NOT_SAME} ORDER BY u.key "
+    "SELECT u.key, coalesce(same.id, u.id), coalesce(same.arrived_at, u.arrived_at), u.arrived_at "
+    "FROM u LEFT JOIN same ON same.n = u.n WHERE u.key IS NOT NULL ORDER BY u.key "
     "ON CONFLICT DO NOTHING RETURNING key), "
-    f"visits AS ({_bulk_insert('checkin_visit', _VISIT_COLUMNS, _NEW_ONLY, 'checked_out=false')}), "
-    f"declarations AS ({_bulk_insert('checkin_declaration', _DECLARATION_COLUMNS, _NEW_ONLY)}) "
-    "SELECT 0 AS kind, n, id, arrived_at, sub_location_id, NULL::text AS key FROM same "
-    "UNION ALL SELECT 1, NULL, NULL, NULL, NULL, key FROM stored_keys"
+    f"visits AS (INSERT INTO checkin_visit ({_VISIT_NAMES}, checked_out) "
+    f"SELECT {_VISIT_NAMES}, false FROM u WHERE {_NEW_ONLY}), "
+    "declarations AS (INSERT INTO checkin_declaration (id, visit_id, subject_id, province, venue_id, "
+    "questionnaire_version, answers, risk_flags, risky, declared_at, proxy_by) "
+    "SELECT gen_random_uuid(), u.id, u.subject_id, u.province, u.venue_id, d.version, d.answers::json, "
+    "d.risk_flags::json, d.risky, u.arrived_at, CASE WHEN u.method = 'proxy' THEN u.recorded_by END "
+    "FROM unnest($17::int[], $18::text[], $19::text[], $20::text[], $21::boolean[]) "
+    f"AS d(n, version, answers, risk_flags, risky) JOIN u ON u.n = d.n WHERE {_NEW_ONLY}) "
+    "SELECT 0 AS kind, n, id, arrived_at, NULL::text AS key FROM same "
+    "UNION ALL SELECT 1, NULL, NULL, NULL, key FROM stored_keys"
 )
 
 
@@ -474,47 +511,38 @@ async def _store_new(
     phones: dict[str, str],
 ) -> dict[int, list[Any]]:
     """No one twice at one venue in this batch: one statement (see ``_STORE_NEW``). The new visits stored."""
-    db = platform.db
     visits = {n: _visit_row(writes[n], new_uuid(), n, phones) for n in live}
-    keys = sorted((writes[n].key, visits[n][0], writes[n].arrived, writes[n].arrived, n) for n in live if writes[n].key)
-    declarations = [_declaration_row(writes[n], visits[n][0], n) for n in live if writes[n].assessment is not None]
-    rows = await db.fetch(
+    declared = [n for n in live if writes[n].assessment is not None]
+    assessments = [writes[n].assessment for n in declared]
+    encode = msgspec.json.encode
+    rows = await platform.db.fetch(
         _STORE_NEW,
-        *_same_visit_arguments(config, writes, live),
-        *_columns(keys, 5),
         *_columns(list(visits.values()), len(_VISIT_COLUMNS) + 2),
-        *_columns(declarations, len(_DECLARATION_COLUMNS) + 2),
+        config.same_visit_minutes * 60,
+        declared,
+        [a.version for a in assessments if a is not None],
+        [encode(a.answers).decode() for a in assessments if a is not None],
+        [encode(a.risk_flags).decode() for a in assessments if a is not None],
+        [a.risky for a in assessments if a is not None],
     )
-    stored_keys = {row["key"] for row in rows if row["kind"] == 1}
-    repeat_keys = []
+    stored_keys = set()
     for row in rows:
-        if row["kind"] != 0:
-            continue
-        # A second scan within the window: the same visit (nothing was stored for this check-in).
-        n = row["n"]
-        write = writes[n]
-        del visits[n]
-        outcomes[n] = (row["id"], row["arrived_at"], True)
-        if row["sub_location_id"] is not None and str(row["sub_location_id"]) != (write.place.sub_location_id or ""):
-            # Seen at two parts of the venue: trace it against the whole venue.
-            await db.fetch(
-                "UPDATE checkin_visit SET sub_location_id = NULL WHERE id = {} AND arrived_at = {}",
-                row["id"],
-                row["arrived_at"],
-            )
-        if write.key is not None:
-            repeat_keys.append((write.key, row["id"], row["arrived_at"], write.arrived))
-    if repeat_keys:
-        stored_keys |= {row["key"] for row in await db.fetch(_INSERT_KEYS, *_columns(sorted(repeat_keys), 4))}
+        if row["kind"] == 1:
+            stored_keys.add(row["key"])
+        else:
+            # A second scan within the window: the same visit (no new visit was stored for this check-in).
+            n = row["n"]
+            del visits[n]
+            outcomes[n] = (row["id"], row["arrived_at"], True)
     for n in live:
-        write = writes[n]
-        if write.key is not None and write.key not in stored_keys:
+        key = writes[n].key
+        if key is not None and key not in stored_keys:
             # Another request with this key was stored a moment ago: this one is answered as its replay
             # (nothing was stored for it).
             outcomes[n] = _KeyTaken()
             visits.pop(n, None)
         elif n in visits:
-            outcomes[n] = (visits[n][0], write.arrived, False)
+            outcomes[n] = (visits[n][0], writes[n].arrived, False)
     return visits
 
 
