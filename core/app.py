@@ -27,7 +27,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins import InitPluginProtocol
 
 from core.errors import Conflict, InvalidInput, NotFound
-from core.observability import configure_logging
+from core.observability import buffer_log_lines, configure_logging, flush_log_lines
 from core.platform import Platform
 from core.settings import Settings, load_settings
 from core.web import admin, auth, health, me
@@ -130,11 +130,14 @@ def served(app: Litestar) -> Litestar:
     the collector's way, so a full collection no longer walks it. Requests
     allocate many short-lived objects (a few hundred per request): collecting
     the youngest generation every 20,000 allocations instead of every 700
-    keeps the same garbage collected with a thirtieth of the passes. Only for
+    keeps the same garbage collected with a thirtieth of the passes. JSON log
+    lines are written in batches (``core.observability.BufferedLines``). Only for
     server processes (``phongdich serve``, ``app_factory``): a test process
     makes hundreds of apps and must not freeze them.
     """
     app.on_startup.append(_tune_gc)
+    app.on_startup.append(buffer_log_lines)
+    app.on_shutdown.append(flush_log_lines)
     return app
 
 

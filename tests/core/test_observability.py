@@ -86,3 +86,54 @@ def test_log_timestamps_are_iso_utc_with_microseconds():
     assert before.replace(microsecond=0) <= parsed <= after
     time.sleep(1.01)  # the second part is formatted anew when the second changes
     assert _utc_timestamp(None, "info", {})["timestamp"][:19] != stamp[:19]
+
+
+async def test_server_log_lines_are_written_in_batches_and_warnings_at_once():
+    import asyncio
+    import io
+
+    from core.observability import BufferedLines
+
+    out = io.StringIO()
+    lines = BufferedLines(out, interval=0.05, limit=1000)
+    lines.info('{"event":"one"}')
+    lines.info('{"event":"two"}')
+    assert out.getvalue() == ""  # waiting for company
+    await asyncio.sleep(0.1)
+    assert out.getvalue() == '{"event":"one"}\n{"event":"two"}\n'  # one write, in order
+    lines.info('{"event":"three"}')
+    lines.error('{"event":"boom"}')  # a warning or worse goes out at once, after what came before
+    assert out.getvalue().endswith('{"event":"three"}\n{"event":"boom"}\n')
+    lines.info("x" * 1000)  # over the size limit: written at once
+    assert out.getvalue().endswith("x" * 1000 + "\n")
+    lines.info('{"event":"last"}')
+    lines.flush()  # shutdown
+    assert out.getvalue().endswith('{"event":"last"}\n')
+
+
+def test_outside_an_event_loop_a_line_is_written_at_once():
+    import io
+
+    from core.observability import BufferedLines
+
+    out = io.StringIO()
+    BufferedLines(out).info('{"event":"cli"}')
+    assert out.getvalue() == '{"event":"cli"}\n'
+
+
+def test_a_served_worker_buffers_json_lines_and_flushes_them_at_exit():
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, structlog\n"
+        "from core.observability import configure_logging, buffer_log_lines\n"
+        "from core.settings import Settings\n"
+        "configure_logging(Settings(log_format='json'))\n"
+        "buffer_log_lines()\n"
+        "async def main():\n"
+        "    structlog.get_logger('t').info('served', n=1)\n"
+        "asyncio.run(main())\n"  # the loop ends before the batch's timer: the exit flush writes it
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert '"event":"served"' in done.stderr and done.stderr.count("\n") == 1
