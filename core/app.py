@@ -92,7 +92,6 @@ def create_app(
             UnicodeDecodeError: undecodable_body,
             Exception: unexpected_error,
         },
-        middleware=[request_context],
         openapi_config=OpenAPIConfig(
             title="phongdich",
             version=platform.plugins["checkin"].version,
@@ -110,6 +109,10 @@ def create_app(
         debug=settings.debug,
     )
     _check_declarations(app, platform)
+    # Around everything the app does for a request (routing, its exception handlers), not inside a
+    # route: unknown paths and errors raised before a route's own handling (the lean path's guard)
+    # get their request id header and a request line with the status actually sent.
+    app.asgi_handler = request_context(app.asgi_handler)
     return app
 
 

@@ -137,3 +137,18 @@ def test_a_served_worker_buffers_json_lines_and_flushes_them_at_exit():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert '"event":"served"' in done.stderr and done.stderr.count("\n") == 1
+
+
+async def test_every_answer_has_its_request_id_and_a_line_with_the_status_sent(make_platform):
+    platform = await make_platform(log_level="info")
+    async with http_client(platform) as client:
+        with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+            unknown = await client.get("/no/such/path")
+            # Refused by the guard on the check-in route's lean path, before the route's own handling.
+            refused = await client.post("/api/checkin/visits", json={"code": "x"})
+    assert (unknown.status_code, refused.status_code) == (404, 401)
+    lines = [entry for entry in logs if entry["event"] == "request"]
+    assert [(line["path"], line["status"]) for line in lines] == [("/no/such/path", 404), ("/api/checkin/visits", 401)]
+    for response, line in zip((unknown, refused), lines, strict=True):
+        assert response.headers["x-request-id"] == line["request_id"]
+    assert refused.json()["request_id"] == lines[1]["request_id"]
