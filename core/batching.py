@@ -20,6 +20,13 @@ Two kinds of write:
   back and it is called again with one item at a time, so one bad item
   still fails alone. (A batch holding one writer's items and nothing else
   runs it without a savepoint: the whole transaction is the writer's.)
+
+  ``submit_to(writer, item, own_transaction=True)``: the writer keeps its
+  batch all or nothing itself (one statement, say, or a transaction it
+  opens): a batch holding only such items of one writer is handed to it with
+  no transaction open (no BEGIN and COMMIT: two round trips fewer). If it
+  raises, it must have stored nothing; the batch is then run as above, each
+  item alone in a savepoint of a transaction.
 """
 
 from __future__ import annotations
@@ -46,13 +53,21 @@ BatchWriter = Callable[[list[Any]], Awaitable[list[Any]]]
 
 
 class _Job:
-    __slots__ = ("future", "item", "order", "writer")
+    __slots__ = ("future", "item", "order", "own_transaction", "writer")
 
-    def __init__(self, writer: BatchWriter | None, item: Any, future: asyncio.Future[Any], order: int = 0) -> None:
+    def __init__(
+        self,
+        writer: BatchWriter | None,
+        item: Any,
+        future: asyncio.Future[Any],
+        order: int = 0,
+        own_transaction: bool = False,
+    ) -> None:
         self.writer = writer  # None: ``item`` is a closure to run alone
         self.item = item
         self.future = future
         self.order = order
+        self.own_transaction = own_transaction
 
 
 class GroupCommit:
@@ -76,21 +91,26 @@ class GroupCommit:
         """Run ``write`` in the next batch, in its own savepoint; return its result once the batch has committed."""
         return await self._enqueue(None, write)
 
-    async def submit_to(self, writer: BatchWriter, item: Any, *, order: int = 0) -> Any:
+    async def submit_to(self, writer: BatchWriter, item: Any, *, order: int = 0, own_transaction: bool = False) -> Any:
         """Hand ``item`` to ``writer`` with the rest of the next batch; its outcome, once committed.
 
         Within a batch, writers run by ascending ``order`` (then arrival): a
         writer that takes a lock every batch needs (the audit chain's) goes
         last, so that batches committing side by side take locks in one order.
+        ``own_transaction``: the writer stores a batch all or nothing by itself
+        when no transaction is open (see the module's docstring); a batch of
+        only such items of this writer is handed to it without one.
         """
-        return await self._enqueue(writer, item, order)
+        return await self._enqueue(writer, item, order, own_transaction)
 
-    async def _enqueue(self, writer: BatchWriter | None, item: Any, order: int = 0) -> Any:
+    async def _enqueue(
+        self, writer: BatchWriter | None, item: Any, order: int = 0, own_transaction: bool = False
+    ) -> Any:
         if self._flusher is None or self._flusher.done():
             # A clean context: the flusher must not inherit the first caller's transaction or log context.
             self._flusher = asyncio.create_task(self._run(), name="group-commit", context=contextvars.Context())
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(writer, item, future, order))
+        self._pending.append(_Job(writer, item, future, order, own_transaction))
         self._arrived.set()
         return await future
 
@@ -135,10 +155,15 @@ class GroupCommit:
         # transaction, without a savepoint around it (two round trips fewer). If it raises, the
         # transaction rolls back and the batch runs again with each item alone in its savepoint.
         direct = len(groups) == 1 and groups[0][0].writer is not None
+        # ... and if its items all said so, it runs with no transaction at all: it makes its own.
+        own = direct and all(job.own_transaction for job in groups[0])
         attempt = 1
         while True:
             outcomes.clear()
             try:
+                if own:
+                    await _run_writer_directly(groups[0], outcomes, committed=True)
+                    break
                 async with self._db.transaction() as transaction:
                     if direct:
                         await _run_writer_directly(groups[0], outcomes)
@@ -151,7 +176,9 @@ class GroupCommit:
                 break
             except _WriterRaised as exc:
                 log.warning("group_commit.writer_failed", size=len(batch), error=str(exc))
-                direct = False  # rolled back whole: now each item alone (see _run_writer's ``split``)
+                # Rolled back whole (or, its own transaction, stored nothing): now each item alone, in a
+                # transaction (see _run_writer's ``split``).
+                direct = own = False
             except asyncpg.exceptions.DeadlockDetectedError as exc:
                 # Batches committing side by side locked each other: the database rolled this one
                 # back whole, so it can run again as it was.
@@ -213,7 +240,10 @@ class _WriterRaised(Exception):
     """A batch writer run without a savepoint raised: the batch is run again, item by item."""
 
 
-async def _run_writer_directly(jobs: list[_Job], outcomes: dict[int, tuple[bool, Any]]) -> None:
+async def _run_writer_directly(
+    jobs: list[_Job], outcomes: dict[int, tuple[bool, Any]], *, committed: bool = False
+) -> None:
+    """The writer on all of ``jobs``; ``committed``: in its own transaction, so stored once it returns."""
     writer = jobs[0].writer
     assert writer is not None
     try:
@@ -223,7 +253,10 @@ async def _run_writer_directly(jobs: list[_Job], outcomes: dict[int, tuple[bool,
     except Exception as exc:
         raise _WriterRaised(f"{type(exc).__name__}: {exc}") from exc
     if len(results) != len(jobs):
-        raise _WriterRaised(f"batch writer {writer!r} returned {len(results)} outcomes for {len(jobs)} items")
+        message = f"batch writer {writer!r} returned {len(results)} outcomes for {len(jobs)} items"
+        if committed:  # what it stored is stored: running the items again could store them twice
+            raise RuntimeError(message)
+        raise _WriterRaised(message)
     _record(jobs, results, outcomes)
 
 

@@ -76,14 +76,8 @@ class RateLimiter:
         past the limit are the later ones. In a transaction on the database
         store, the counts commit (or roll back) with it.
         """
-        now = int(time.time())
-        buckets: list[str] = []
-        expiries: dict[str, int] = {}
-        for key, _limit, window in hits:
-            window_start = now - now % window
-            bucket = f"{key}@{window_start}"
-            buckets.append(bucket)
-            expiries[bucket] = window_start + window
+        now, buckets, ends = self.buckets(hits)
+        expiries = dict(zip(buckets, ends, strict=True))
         added: dict[str, int] = {}
         for bucket in buckets:
             added[bucket] = added.get(bucket, 0) + 1
@@ -113,6 +107,27 @@ class RateLimiter:
             count = totals[bucket] - added[bucket] + seen[bucket]
             results.append(RateResult(allowed=count <= limit, count=count, retry_after=max(1, expiries[bucket] - now)))
         return results
+
+    @property
+    def counts_in_database(self) -> bool:
+        """Whether hits are counted in the database (table ``rate_bucket``), not in Redis."""
+        return self._redis is None
+
+    @staticmethod
+    def buckets(hits: list[tuple[str, int, int]]) -> tuple[int, list[str], list[int]]:
+        """For hits ``(key, limit, window)``: now (Unix time), each hit's bucket, and when its window ends.
+
+        A bucket is the key's current fixed window. (For a caller that counts
+        the hits itself, as ``checkin_store_batch`` does, in the same buckets.)
+        """
+        now = int(time.time())
+        buckets: list[str] = []
+        ends: list[int] = []
+        for key, _limit, window in hits:
+            window_start = now - now % window
+            buckets.append(f"{key}@{window_start}")
+            ends.append(window_start + window)
+        return now, buckets, ends
 
     async def enforce(self, key: str, *, limit: int, window: int, what: str) -> None:
         """Raise 429 naming ``what`` and when to retry, once ``key`` is over its limit."""

@@ -164,3 +164,82 @@ async def test_batches_commit_side_by_side_on_postgresql(platform):
     await group.close()
     assert sorted(results) == list(range(60))
     assert await MessageOutbox.count() == 60
+
+
+async def test_a_writer_with_its_own_transaction_runs_without_one(platform):
+    group = GroupCommit(platform.db, max_batch=100, max_wait=0.02)
+    calls: list[tuple[list[int], bool]] = []
+
+    async def writer(items: list[int]) -> list[int]:
+        calls.append((list(items), platform.db.in_transaction()))
+        async with platform.db.transaction():  # its own: the batch all or nothing
+            await MessageOutbox.insert(*(_message(f"o{n}") for n in items))
+        return [n * 10 for n in items]
+
+    results = await asyncio.gather(*(group.submit_to(writer, n, own_transaction=True) for n in range(5)))
+    await group.close()
+    assert results == [0, 10, 20, 30, 40]
+    assert calls == [([0, 1, 2, 3, 4], False)]  # one call, no BEGIN/COMMIT of the group commit's around it
+    assert await MessageOutbox.count() == 5
+
+
+async def test_a_writer_with_its_own_transaction_that_raises_is_run_item_by_item_in_one(platform):
+    group = GroupCommit(platform.db, max_batch=100, max_wait=0.02)
+    calls: list[tuple[list[int], bool]] = []
+
+    async def writer(items: list[int]) -> list[int]:
+        calls.append((list(items), platform.db.in_transaction()))
+        async with platform.db.transaction():
+            await MessageOutbox.insert(*(_message(f"o{n}") for n in items))
+            if 2 in items:
+                raise RuntimeError("item 2 breaks the statement")
+        return items
+
+    results = await asyncio.gather(
+        *(group.submit_to(writer, n, own_transaction=True) for n in range(4)), return_exceptions=True
+    )
+    await group.close()
+    assert results[:2] == [0, 1] and results[3] == 3
+    assert isinstance(results[2], RuntimeError)
+    assert calls[0] == ([0, 1, 2, 3], False)
+    # Then each item alone, in a savepoint of the group commit's transaction.
+    assert sorted(calls[1:]) == [([0], True), ([1], True), ([2], True), ([3], True)]
+    recipients = {row["recipient"] for row in await MessageOutbox.select(MessageOutbox.recipient)}
+    assert recipients == {"o0", "o1", "o3"}  # nothing of the first attempt, nothing of item 2
+
+
+async def test_a_batch_not_all_own_transaction_runs_in_the_group_commits(platform):
+    group = GroupCommit(platform.db, max_batch=100, max_wait=0.02)
+    seen: list[bool] = []
+
+    async def writer(items: list[int]) -> list[int]:
+        seen.append(platform.db.in_transaction())
+        return items
+
+    async def closure() -> int:
+        return 7
+
+    # One item without own_transaction: the whole batch is in the group commit's transaction.
+    await asyncio.gather(group.submit_to(writer, 1, own_transaction=True), group.submit_to(writer, 2))
+    # Another writer's item (or a closure) in the batch: likewise.
+    await asyncio.gather(group.submit_to(writer, 3, own_transaction=True), group.submit(closure))
+    await group.close()
+    assert seen == [True, True]
+
+
+async def test_a_writer_with_its_own_transaction_answering_wrong_is_not_run_again(platform):
+    group = GroupCommit(platform.db, max_batch=100, max_wait=0.02)
+    calls: list[list[int]] = []
+
+    async def writer(items: list[int]) -> list[int]:
+        calls.append(list(items))
+        await MessageOutbox.insert(*(_message(f"o{n}") for n in items))  # committed at once
+        return items[:1]
+
+    results = await asyncio.gather(
+        *(group.submit_to(writer, n, own_transaction=True) for n in range(3)), return_exceptions=True
+    )
+    await group.close()
+    assert all(isinstance(result, RuntimeError) for result in results)
+    assert calls == [[0, 1, 2]]  # what it stored is not stored twice
+    assert await MessageOutbox.count() == 3
