@@ -169,7 +169,7 @@ def _skip_store(app: Litestar) -> None:
 
     group_commit = app.state.platform.group_commit
 
-    async def submit_to(writer: Any, item: Any, *, order: int = 0) -> Any:
+    async def submit_to(writer: Any, item: Any, *, order: int = 0, own_transaction: bool = False) -> Any:
         return (uuid.uuid4(), item.arrived, False)
 
     group_commit.submit_to = submit_to

@@ -31,7 +31,7 @@ from core.batching import BatchWriter
 from core.errors import Conflict, InvalidInput, NotFound
 from core.identity import normalize_phone
 from core.ids import new_uuid
-from core.ratelimit import too_many
+from core.ratelimit import RateResult, too_many
 from core.signing import Signer
 from core.tables import Citizen
 from plugins.checkin.declarations import Assessment, assess, questionnaire_for
@@ -201,7 +201,10 @@ async def record_visit(
     )
     try:
         # Acknowledged only once the batch holding this write has committed.
-        visit_id, visit_arrived, repeat = await platform.group_commit.submit_to(_writer_for(platform), write)
+        # On PostgreSQL the writer is called with no transaction around it: it makes its own (see _store_batch).
+        visit_id, visit_arrived, repeat = await platform.group_commit.submit_to(
+            _writer_for(platform), write, own_transaction=platform.db.kind == "postgres"
+        )
     except _KeyTaken:
         replayed = await _replay(key or "", now)
         if replayed is None:
@@ -280,15 +283,26 @@ def _remember_writer(platform: weakref.ref[Platform], writer: BatchWriter) -> No
 
 
 async def _store_batch(platform: Platform, writes: list[_Write]) -> list[Any]:
-    """Store a batch of check-ins in the group commit's transaction; one outcome per check-in.
+    """Store a batch of check-ins, all or nothing; one outcome per check-in.
 
     An outcome is ``(visit id, its arrival, whether it already existed)`` or
     the exception refusing that check-in alone (rate limit, idempotency key
-    taken), for which nothing is stored. On PostgreSQL every step is one statement for the whole
+    taken), for which nothing is stored. On PostgreSQL the group commit calls
+    this with no transaction around it (``own_transaction``): a batch that
+    fits is stored by one function call, its own transaction (one round trip,
+    ``_store_in_one_call``); any other (an audited check-in, someone twice at
+    a venue, one idempotency key twice) in a transaction of its own, as is
+    every batch the group commit runs again item by item after a failure. In a
+    transaction, every step on PostgreSQL is one statement for the whole
     batch; on SQLite (one writer at a time anyway) the check-ins are stored
     one after another.
     """
     config = settings_of(platform)
+    if platform.db.kind == "postgres" and not platform.db.in_transaction():
+        if _fits_one_call(writes):
+            return await _store_in_one_call(platform, config, writes)
+        async with platform.db.transaction():
+            return await _store_batch(platform, writes)
     outcomes: list[Any] = [None] * len(writes)
     hits = [(key, limit, window) for write in writes for key, limit, window, _what in write.limits]
     counted = iter(await platform.limiter.hit_many(hits))  # in this transaction: they commit with it
@@ -312,7 +326,113 @@ async def _store_batch(platform: Platform, writes: list[_Write]) -> list[Any]:
     return outcomes
 
 
-# PostgreSQL statements for a whole batch (arrays in, one round trip each).
+def _fits_one_call(writes: list[_Write]) -> bool:
+    """Whether ``checkin_store_batch`` can store the batch: no audit records to append with it (only a
+    person's own scans, see ``_audit_entries``), no one twice at one venue, no idempotency key twice."""
+    keys = [write.key for write in writes if write.key is not None]
+    places = {(write.person.subject_id, write.place.venue.id) for write in writes}
+    return len(places) == len(writes) and len(set(keys)) == len(keys) and all(w.method == "scan" for w in writes)
+
+
+# The batch in one call of the function made by migration checkin_2026_11_26t10_40_00_000000 (read it):
+# the lock class; the new visits' columns with their keys and numbers in the batch (as ``_visit_row``
+# makes them) and the account to take each phone from; the same-visit window; the declarations by
+# number in the batch; the rate-limit hits (number in the batch, bucket, limit, end of the window).
+_STORE_CALL = (
+    "SELECT r_kind, r_n, r_id, r_arrived_at, r_key FROM checkin_store_batch("  # noqa: S608 (placeholders only)
+    + ", ".join(["{}"] * 27)
+    + ")"
+)
+
+
+async def _store_in_one_call(platform: Platform, config: CheckinSettings, writes: list[_Write]) -> list[Any]:
+    """PostgreSQL, no transaction open: the whole batch in one round trip (``checkin_store_batch``).
+
+    The call is its own transaction, all or nothing: if it fails, nothing of
+    the batch is stored (nor counted) and the group commit runs it again, item
+    by item, each in a transaction (``_store_set_wise``). The rate limits are
+    counted in the function when they are kept in the database, in the same
+    transaction as the visits as on the transactional path (refused check-ins
+    store nothing); kept in Redis, they are counted there first, as on that
+    path (Redis is not part of any database transaction).
+    """
+    outcomes: list[Any] = [None] * len(writes)
+    limiter = platform.limiter
+    hits = [(key, limit, window) for write in writes for key, limit, window, _what in write.limits]
+    whats = [(n, what) for n, write in enumerate(writes) for *_counted, what in write.limits]
+    now = 0
+    hit_items: list[int] = []
+    buckets: list[str] = []
+    limits: list[int] = []
+    ends: list[int] = []
+    if limiter.counts_in_database:
+        now, buckets, ends = limiter.buckets(hits)
+        hit_items = [n for n, _what in whats]
+        limits = [limit for _key, limit, _window in hits]
+    elif hits:
+        for (n, what), result in zip(whats, await limiter.hit_many(hits), strict=True):
+            if not result.allowed and outcomes[n] is None:
+                outcomes[n] = too_many(what, result)
+    live = [n for n, outcome in enumerate(outcomes) if outcome is None]
+    if not live and not hit_items:
+        return outcomes
+    visits = {n: _visit_row(writes[n], new_uuid(), n, {}) for n in live}  # phones: from the accounts below
+    declared = [n for n in live if writes[n].assessment is not None]
+    assessments = [writes[n].assessment for n in declared]
+    rows = await platform.db.fetch(
+        _STORE_CALL,
+        SUBJECT_LOCK_CLASS,
+        *_columns(list(visits.values()), len(_VISIT_COLUMNS) + 2),
+        [_account(writes[n]) for n in live],
+        config.same_visit_minutes * 60,
+        declared,
+        *_declaration_arrays(assessments),
+        hit_items,
+        buckets,
+        limits,
+        ends,
+    )
+    stored_keys = set()
+    for row in rows:
+        kind = row["r_kind"]
+        if kind == 2:
+            # An attempt past its limit (in the order counted): its check-in is refused, nothing stored.
+            i = row["r_n"]
+            n, what = whats[i]
+            if outcomes[n] is None:
+                result = RateResult(allowed=False, count=int(row["r_arrived_at"]), retry_after=max(1, ends[i] - now))
+                outcomes[n] = too_many(what, result)
+        elif kind == 1:
+            stored_keys.add(row["r_key"])
+        else:  # a second scan within the window: the same visit (no new visit was stored for it)
+            n = row["r_n"]
+            del visits[n]
+            outcomes[n] = (row["r_id"], row["r_arrived_at"], True)
+    for n in live:
+        if isinstance(outcomes[n], Exception):
+            continue  # refused by a rate limit: nothing was stored for it
+        key = writes[n].key
+        if key is not None and key not in stored_keys:
+            # Another request with this key was stored a moment ago: this one is answered as its replay
+            # (nothing was stored for it).
+            outcomes[n] = _KeyTaken()
+        elif n in visits:
+            outcomes[n] = (visits[n][0], writes[n].arrived, False)
+    return outcomes
+
+
+def _account(write: _Write) -> uuid.UUID | None:
+    """The citizen account whose phone the visit takes (as ``_lock_people`` finds it), if any."""
+    if not write.phone_from_account:
+        return None
+    try:
+        account = uuid.UUID(write.person.subject_id)
+    except ValueError:
+        return None
+    return account if str(account) == write.person.subject_id else None
+
+
+# PostgreSQL statements for a whole batch in a transaction (arrays in, one round trip each).
 # The people's locks, in ascending lock order as every batch takes them (batches committing side by side
 # never deadlock), and the account phones asked for. The count makes every lock be taken before the one
 # row it answers is joined with the phones (LEFT JOIN: the row is there even when no phone is asked for).
@@ -514,16 +634,12 @@ async def _store_new(
     visits = {n: _visit_row(writes[n], new_uuid(), n, phones) for n in live}
     declared = [n for n in live if writes[n].assessment is not None]
     assessments = [writes[n].assessment for n in declared]
-    encode = msgspec.json.encode
     rows = await platform.db.fetch(
         _STORE_NEW,
         *_columns(list(visits.values()), len(_VISIT_COLUMNS) + 2),
         config.same_visit_minutes * 60,
         declared,
-        [a.version for a in assessments if a is not None],
-        [encode(a.answers).decode() for a in assessments if a is not None],
-        [encode(a.risk_flags).decode() for a in assessments if a is not None],
-        [a.risky for a in assessments if a is not None],
+        *_declaration_arrays(assessments),
     )
     stored_keys = set()
     for row in rows:
@@ -642,6 +758,18 @@ async def _lock_people(platform: Platform, writes: list[_Write]) -> dict[str, st
     subjects = sorted({write.person.subject_id for write in writes})
     rows = await platform.db.fetch(_LOCK_PEOPLE_AND_PHONES, SUBJECT_LOCK_CLASS, subjects, ids)
     return {str(row["id"]): row["phone"] for row in rows if row["id"] is not None}
+
+
+def _declaration_arrays(assessments: list[Any]) -> list[list[Any]]:
+    """The declarations' own columns as arrays (version, answers, risk flags, risky), for the store statements."""
+    present = [a for a in assessments if a is not None]
+    encode = msgspec.json.encode
+    return [
+        [a.version for a in present],
+        [encode(a.answers).decode() for a in present],
+        [encode(a.risk_flags).decode() for a in present],
+        [a.risky for a in present],
+    ]
 
 
 def _declaration_row(write: _Write, visit_id: uuid.UUID, n: int) -> list[Any]:

@@ -1,9 +1,11 @@
 """The check-in's fast paths give the same answers as the slow ones, and every batch shape stores right.
 
 The lean request path (``core.web.lean``) serves valid check-ins; anything
-else goes to the route's handler. On PostgreSQL a batch in which no one checks
-in twice at a venue is stored in one statement (``_STORE_NEW``), others in two
-(``_store_with_repeats``); these tests put both shapes into one batch on purpose.
+else goes to the route's handler. On PostgreSQL a batch of people's own scans
+in which no one checks in twice at a venue is stored by one function call
+(``_store_in_one_call``, see also test_batch_one_call.py), others in a
+transaction (``_store_with_repeats`` when someone is there twice); these tests
+put both shapes into one batch on purpose.
 """
 
 from __future__ import annotations
