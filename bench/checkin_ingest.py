@@ -63,6 +63,7 @@ from bench.plugin import bench_plugins
 from core.app import create_app, served
 from core.platform import Platform
 from core.principal import Principal
+from core.storage import _PooledConnection
 from core.testing import citizen_headers, device_headers
 from plugins.checkin import retention
 from plugins.checkin.declarations import NATIONAL_VERSION
@@ -79,6 +80,7 @@ VENUE_TYPES = ("restaurant", "cafe", "market", "supermarket", "shop", "office", 
 ENV_MAX_WAIT_MS = "BENCH_GROUP_COMMIT_MAX_WAIT_MS"
 ENV_MAX_BATCH = "BENCH_GROUP_COMMIT_MAX_BATCH"
 ENV_NO_GC_TUNING = "BENCH_NO_GC_TUNING"  # set: both apps keep CPython's garbage-collector defaults
+ENV_BARE_NO_RESET = "BENCH_BARE_NO_RESET"  # set: the bare pool skips asyncpg's reset query, like the platform's
 ENV_IN_FLIGHT = "BENCH_GROUP_COMMIT_IN_FLIGHT"
 # The wrk script saves its request counter this often; the next run starts past the last save.
 SAVE_EVERY = 256
@@ -225,7 +227,12 @@ def bare_app() -> Litestar:
     @contextlib.asynccontextmanager
     async def pool(app: Litestar) -> Any:
         size = int(os.environ.get("PHONGDICH_DATABASE_POOL_SIZE", "10"))
-        app.state.pool = await asyncpg.create_pool(os.environ["PHONGDICH_DATABASE_URL"], min_size=size, max_size=size)
+        # asyncpg's default pool runs a reset query (a round trip) on every release; the platform's pool
+        # skips it (core.storage._PooledConnection). BENCH_BARE_NO_RESET=1 gives the bare side the same.
+        options: dict[str, Any] = {"connection_class": _PooledConnection} if os.environ.get(ENV_BARE_NO_RESET) else {}
+        app.state.pool = await asyncpg.create_pool(
+            os.environ["PHONGDICH_DATABASE_URL"], min_size=size, max_size=size, **options
+        )
         try:
             yield
         finally:
