@@ -439,6 +439,29 @@ def forget_codes() -> None:
     _generation += 1
     _places.clear()
     _tokens.clear()
+    _by_ids.clear()
+
+
+async def known_place(platform: Platform, venue_id: uuid.UUID | str, sub_location_id: uuid.UUID | str | None) -> Place:
+    """``place_at``, remembered for ``code_cache_seconds`` like the places of codes (a device scans all day).
+
+    ``forget_codes`` empties it with the rest; a row read while it ran is not remembered after it.
+    """
+    key = (str(venue_id), None if sub_location_id is None else str(sub_location_id))
+    known = _by_ids.get(key)
+    if known is not None and time.monotonic() - known[0] <= platform.plugin_config("checkin").code_cache_seconds:
+        return known[1]
+    generation, read_at = _generation, time.monotonic()
+    place = await place_at(venue_id, sub_location_id)
+    if generation == _generation:
+        if len(_by_ids) >= _PLACES_MAX:
+            _by_ids.clear()
+        _by_ids[key] = (read_at, place)
+    return place
+
+
+# Places by (venue id, sub-location id), for staff scanners and proxies (``known_place``).
+_by_ids: dict[tuple[str, str | None], tuple[float, Place]] = {}
 
 
 async def place_at(venue_id: uuid.UUID | str, sub_location_id: uuid.UUID | str | None) -> Place:
