@@ -213,7 +213,6 @@ class Identity:
         return IssuedToken(token=token, expires_at=expires, principal_id=f"{kind}:{account_id}")
 
     async def revoke_token(self, token_id: str) -> bool:
-        self.credentials.clear()
         done = (
             await AccessToken.update({AccessToken.revoked_at: clock.now()})
             .where((AccessToken.id == token_id) & AccessToken.revoked_at.is_null())
@@ -223,7 +222,6 @@ class Identity:
         return bool(done)
 
     async def revoke_account_tokens(self, account_id: str) -> int:
-        self.credentials.clear()
         done = (
             await AccessToken.update({AccessToken.revoked_at: clock.now()})
             .where((AccessToken.account_id == account_id) & AccessToken.revoked_at.is_null())
@@ -288,7 +286,6 @@ class Identity:
         return IssuedKey(id=str(key_id), key=key, prefix=key[:12])
 
     async def revoke_api_key(self, key_id: str) -> bool:
-        self.credentials.clear()
         done = (
             await ApiKey.update({ApiKey.revoked_at: clock.now()})
             .where((ApiKey.id == key_id) & ApiKey.revoked_at.is_null())

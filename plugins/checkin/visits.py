@@ -225,9 +225,9 @@ async def record_visit(
         venue_name=place.venue.name,
         sub_location_id=place.sub_location_id,
         sub_location_name=place.sub_location_name,
-        arrived_at=datetime.fromtimestamp(visit_arrived, tz=now.tzinfo),
-        left_at=datetime.fromtimestamp(left, tz=now.tzinfo),
-        status="present" if left > now.timestamp() else "auto_checked_out",
+        arrived_at=_time(visit_arrived, now),
+        left_at=_time(left, now),
+        status=_status(checked_out=False, left_at=left, now=now),
         method=method,
         repeat=False,
         risky=bool(flags),
@@ -260,9 +260,6 @@ _writers: weakref.WeakKeyDictionary[Platform, BatchWriter] = weakref.WeakKeyDict
 
 def _writer_for(platform: Platform) -> BatchWriter:
     """One batch writer per platform, so the group commit hands it all the batch's check-ins at once."""
-    last = _last_writer
-    if last is not None and last[0]() is platform:
-        return last[1]
     writer = _writers.get(platform)
     if writer is None:
 
@@ -270,17 +267,7 @@ def _writer_for(platform: Platform) -> BatchWriter:
             return await _store_batch(platform, writes)
 
         _writers[platform] = writer
-    _remember_writer(weakref.ref(platform), writer)
     return writer
-
-
-# The last platform's writer (a weak reference: a platform that is gone is not kept alive).
-_last_writer: tuple[weakref.ref[Platform], BatchWriter] | None = None
-
-
-def _remember_writer(platform: weakref.ref[Platform], writer: BatchWriter) -> None:
-    global _last_writer
-    _last_writer = (platform, writer)
 
 
 async def _store_batch(platform: Platform, writes: list[_Write]) -> list[Any]:
@@ -1094,5 +1081,6 @@ async def _check_place(platform: Platform, principal: Principal, action: str, pl
     )
 
 
-def _time(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=clock.now().tzinfo)
+def _time(seconds: int, now: datetime | None = None) -> datetime:
+    """Unix seconds as a datetime in the clock's zone (``now``: a reading of the clock already taken)."""
+    return datetime.fromtimestamp(seconds, tz=(now or clock.now()).tzinfo)
