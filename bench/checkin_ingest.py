@@ -82,6 +82,7 @@ ENV_MAX_BATCH = "BENCH_GROUP_COMMIT_MAX_BATCH"
 ENV_NO_GC_TUNING = "BENCH_NO_GC_TUNING"  # set: both apps keep CPython's garbage-collector defaults
 ENV_BARE_NO_RESET = "BENCH_BARE_NO_RESET"  # set: the bare pool skips asyncpg's reset query, like the platform's
 ENV_IN_FLIGHT = "BENCH_GROUP_COMMIT_IN_FLIGHT"
+ENV_MIN_PART = "BENCH_GROUP_COMMIT_MIN_PART"
 # The wrk script saves its request counter this often; the next run starts past the last save.
 SAVE_EVERY = 256
 FULL_NAME = "Nguyễn Văn An"
@@ -104,7 +105,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--server", choices=SERVERS, default="granian", help="ASGI server for both sides")
     parser.add_argument("--max-wait-ms", type=float, help="group commit: how long a batch waits for company")
     parser.add_argument("--max-batch", type=int, help="group commit: the most writes in one batch")
-    parser.add_argument("--in-flight", type=int, help="group commit: batches committing at once (default 1)")
+    parser.add_argument("--in-flight", type=int, help="group commit: batches committing at once (default 2)")
+    parser.add_argument(
+        "--min-part", type=int, help="group commit: the fewest writes of a part when a batch is split (default 12)"
+    )
     parser.add_argument("--pool-size", type=int, default=10, help="database connections per worker, both sides")
     parser.add_argument(
         "--bare-pool-size", type=int, help="the bare side's pool only (1: every INSERT waits for its own commit)"
@@ -141,6 +145,8 @@ def pipeline_app() -> Litestar:
     if os.environ.get(ENV_IN_FLIGHT):
         group_commit.in_flight = int(os.environ[ENV_IN_FLIGHT])
         group_commit._slots = asyncio.Semaphore(group_commit.in_flight)
+    if os.environ.get(ENV_MIN_PART):
+        group_commit.min_part = int(os.environ[ENV_MIN_PART])
     busy = {"seconds": 0.0}
     commit = group_commit._commit
 
@@ -451,6 +457,8 @@ async def run(args: argparse.Namespace) -> None:
             pipeline_env[ENV_MAX_BATCH] = str(args.max_batch)
         if args.in_flight is not None:
             pipeline_env[ENV_IN_FLIGHT] = str(args.in_flight)
+        if args.min_part is not None:
+            pipeline_env[ENV_MIN_PART] = str(args.min_part)
         headers, body = preflight_request(seeded, args.route)
         progress(
             f"{args.server} (1 worker each) on CPU {server_cpus or 'any'}, {generator} on CPU {client_cpus or 'any'}, "

@@ -27,13 +27,24 @@ Two kinds of write:
   no transaction open (no BEGIN and COMMIT: two round trips fewer). If it
   raises, it must have stored nothing; the batch is then run as above, each
   item alone in a savepoint of a transaction.
+
+How long a batch waits for company: a flusher that was idle waits up to
+``max_wait`` for more writes, unless it knows who is coming. A request that
+will hand in a write announces it as it starts (``with expecting():``, before
+its reads: the token, the body, the checks); once every announced write has
+arrived (or its request has ended without one), the batch goes at once. A
+check-in alone is then stored without waiting, and a burst of concurrent
+check-ins is stored together without waiting for the timer. Writes nobody
+announced (audit records) wait ``max_wait`` as before.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
-from collections.abc import Awaitable, Callable
+import itertools
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
@@ -43,6 +54,10 @@ if TYPE_CHECKING:
     from core.storage import Database
 
 T = TypeVar("T")
+# The announcement of the current request, if it made one (see ``GroupCommit.expecting``).
+_announced: contextvars.ContextVar[_Announcement | None] = contextvars.ContextVar(
+    "group_commit_announced", default=None
+)
 # How often a batch that deadlocked with another is run again before its callers get the error.
 DEADLOCK_RETRIES = 2
 log = structlog.get_logger("core.batching")
@@ -53,7 +68,7 @@ BatchWriter = Callable[[list[Any]], Awaitable[list[Any]]]
 
 
 class _Job:
-    __slots__ = ("future", "item", "order", "own_transaction", "writer")
+    __slots__ = ("announced", "future", "item", "order", "own_transaction", "writer")
 
     def __init__(
         self,
@@ -62,19 +77,32 @@ class _Job:
         future: asyncio.Future[Any],
         order: int = 0,
         own_transaction: bool = False,
+        announced: bool = False,
     ) -> None:
         self.writer = writer  # None: ``item`` is a closure to run alone
         self.item = item
         self.future = future
         self.order = order
         self.own_transaction = own_transaction
+        self.announced = announced  # handed in under ``GroupCommit.expecting``
+
+
+class _Announcement:
+    __slots__ = ("group_commit", "open")
+
+    def __init__(self, group_commit: GroupCommit) -> None:
+        self.group_commit = group_commit
+        self.open = True
 
 
 class GroupCommit:
-    def __init__(self, db: Database, *, max_batch: int = 256, max_wait: float = 0.002, in_flight: int = 1) -> None:
+    def __init__(
+        self, db: Database, *, max_batch: int = 256, max_wait: float = 0.002, in_flight: int = 2, min_part: int = 12
+    ) -> None:
         self._db = db
         self.max_batch = max_batch
         self.max_wait = max_wait
+        self.min_part = max(1, min_part)  # the fewest writes a batch is split into parts of
         # Batches committing at once, each on its own connection: while one waits for the database,
         # the next is sent. It pays when the database is the bottleneck; when this process's CPU is,
         # one batch at a time makes bigger batches and costs less per write. SQLite: always one.
@@ -83,6 +111,8 @@ class GroupCommit:
         self._committing: set[asyncio.Task[None]] = set()
         self._pending: list[_Job] = []
         self._arrived = asyncio.Event()
+        self._expected = 0  # announced writes not handed in yet
+        self._ready = asyncio.Event()  # set when the batch being collected may go: all announced in, or full
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0
         self.writes = 0
@@ -103,15 +133,50 @@ class GroupCommit:
         """
         return await self._enqueue(writer, item, order, own_transaction)
 
+    @contextlib.contextmanager
+    def expecting(self) -> Iterator[None]:
+        """Announce that the code inside will probably hand in one write (a request that stores a check-in).
+
+        While announced writes are on their way, a batch being collected waits
+        for them (up to ``max_wait``); once all are in, it goes without waiting
+        longer. The announcement ends with the first write handed in from
+        inside (in this task), or when the block ends without one. Nested or
+        repeated announcements in one task count once.
+        """
+        if _announced.get() is not None:
+            yield
+            return
+        announcement = _Announcement(self)
+        self._expected += 1
+        token = _announced.set(announcement)
+        try:
+            yield
+        finally:
+            _announced.reset(token)
+            self._arrive(announcement)
+
+    def _arrive(self, announcement: _Announcement | None) -> bool:
+        """Close ``announcement`` (a write handed in, or its block ended); whether it was still open."""
+        if announcement is None or not announcement.open or announcement.group_commit is not self:
+            return False
+        announcement.open = False
+        self._expected -= 1
+        if self._expected == 0:
+            self._ready.set()
+        return True
+
     async def _enqueue(
         self, writer: BatchWriter | None, item: Any, order: int = 0, own_transaction: bool = False
     ) -> Any:
+        announced = self._arrive(_announced.get())
         if self._flusher is None or self._flusher.done():
             # A clean context: the flusher must not inherit the first caller's transaction or log context.
             self._flusher = asyncio.create_task(self._run(), name="group-commit", context=contextvars.Context())
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Job(writer, item, future, order, own_transaction))
+        self._pending.append(_Job(writer, item, future, order, own_transaction, announced))
         self._arrived.set()
+        if len(self._pending) >= self.max_batch:
+            self._ready.set()
         return await future
 
     async def close(self) -> None:
@@ -127,20 +192,53 @@ class GroupCommit:
         while True:
             await self._arrived.wait()
             # While every slot is busy committing, writes pile up: the next batch has been collecting
-            # for that long already. Only a flusher that was idle waits ``max_wait`` for company.
+            # for that long already. Only a flusher that was idle waits for company.
             busy = self._slots.locked()
             await self._slots.acquire()  # wait for a free slot: meanwhile more writes join the batch
             if not busy and len(self._pending) < self.max_batch and self.max_wait > 0:
-                await asyncio.sleep(self.max_wait)  # let concurrent requests join the batch
+                await self._await_company()
             batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
             if not self._pending:
                 self._arrived.clear()
             if not batch:
                 self._slots.release()
                 continue
-            task = asyncio.create_task(self._commit_in_slot(batch))
-            self._committing.add(task)
-            task.add_done_callback(self._committing.discard)
+            for part in await self._parts(batch):
+                task = asyncio.create_task(self._commit_in_slot(part))
+                self._committing.add(task)
+                task.add_done_callback(self._committing.discard)
+
+    async def _parts(self, batch: list[_Job]) -> list[list[_Job]]:
+        """``batch`` in as many parts as there are free slots, each of ``min_part`` writes or more.
+
+        A burst of writes that all arrived together (every connection's
+        request at once) commits in parallel parts rather than one after
+        another: the database stores them side by side while this process
+        answers the first part's requests. One slot is already held for the
+        first part; one more is taken for each other part.
+        """
+        parts = 1
+        while len(batch) >= (parts + 1) * self.min_part and not self._slots.locked():
+            await self._slots.acquire()  # free: returns at once
+            parts += 1
+        if parts == 1:
+            return [batch]
+        size, extra = divmod(len(batch), parts)
+        cuts = [0]
+        for n in range(parts):
+            cuts.append(cuts[-1] + size + (1 if n < extra else 0))
+        return [batch[start:end] for start, end in itertools.pairwise(cuts)]
+
+    async def _await_company(self) -> None:
+        """Let concurrent writes join the batch: the announced ones, or for ``max_wait`` if none was."""
+        if not self._expected:
+            if any(job.announced for job in self._pending):
+                return  # everyone announced is here: nobody to wait for
+            await asyncio.sleep(self.max_wait)  # unannounced writes: wait for company that may come
+            return
+        self._ready.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), self.max_wait)
 
     async def _commit_in_slot(self, batch: list[_Job]) -> None:
         try:

@@ -71,7 +71,7 @@ class Platform:
         # one batch at a time, so when commits are slow (a busy disk) only bigger batches keep up.
         # (SQLite: 1,000 records of 13 fields stay under its 32,766 parameters a statement.)
         batch = 4096 if self.db.kind == "postgres" else 1000
-        self.audit = AuditTrail(self.db, GroupCommit(self.db, max_wait=0.0, max_batch=batch))
+        self.audit = AuditTrail(self.db, GroupCommit(self.db, max_wait=0.0, max_batch=batch, in_flight=1))
         self.messages = Messenger(self)
         self.events = Events(self)
         self.limiter = RateLimiter(self.db, settings.redis_url)

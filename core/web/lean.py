@@ -61,12 +61,16 @@ def lean_json(
     *,
     status_code: int,
     headers: Mapping[str, tuple[int, int]] | None = None,
+    writes: bool = False,
 ) -> Callable[[ASGIApp], ASGIApp]:
     """A handler middleware serving the route's valid JSON requests of signed-in callers with ``call``.
 
     ``headers`` maps the (lower-case) header names ``call`` receives to the
     bounds of their length, as the handler declares them; an absent header is
-    ``None``, one out of bounds leaves the request to the handler.
+    ``None``, one out of bounds leaves the request to the handler. ``writes``:
+    the call hands one write to the group commit (a check-in), announced as the
+    request starts (``GroupCommit.expecting``), so that a batch collecting
+    concurrent writes waits for it, and for no one else.
     """
 
     async def invoke(request: Request[Any, Any, Any], body: Any, values: dict[str, str | None]) -> Any:
@@ -75,7 +79,7 @@ def lean_json(
             return _TO_HANDLER  # the handler answers (and explains) this one
         return await call(request.app.state.platform, principal, body, values)
 
-    return _lean(body_type, invoke, status_code, headers or {})
+    return _lean(body_type, invoke, status_code, headers or {}, writes)
 
 
 def lean_public_json(body_type: type[Any], call: PublicCall, *, status_code: int) -> Callable[[ASGIApp], ASGIApp]:
@@ -84,14 +88,15 @@ def lean_public_json(body_type: type[Any], call: PublicCall, *, status_code: int
     async def invoke(request: Request[Any, Any, Any], body: Any, values: dict[str, str | None]) -> Any:
         return await call(request.app.state.platform, client_address(request), body)
 
-    return _lean(body_type, invoke, status_code, {})
+    return _lean(body_type, invoke, status_code, {}, False)
 
 
 def _lean(
-    body_type: type[Any], invoke: _Invoke, status_code: int, bounds: Mapping[str, tuple[int, int]]
+    body_type: type[Any], invoke: _Invoke, status_code: int, bounds: Mapping[str, tuple[int, int]], writes: bool
 ) -> Callable[[ASGIApp], ASGIApp]:
     decoder = msgspec.json.Decoder(body_type)
     encoder = msgspec.json.Encoder()
+    wanted = {name.encode("latin-1"): name for name in bounds}
 
     def middleware(app: ASGIApp) -> ASGIApp:
         plain: dict[int, tuple[Any, bool]] = {}  # handler id -> (handler, served here)
@@ -106,7 +111,13 @@ def _lean(
             handler: Any = scope.get("route_handler")
             if scope["type"] != "http" or handler is None or not served_here(handler):
                 await app(scope, receive, send)
-                return
+            elif writes:
+                with scope["app"].state.platform.group_commit.expecting():
+                    await serve(scope, receive, send, handler)
+            else:
+                await serve(scope, receive, send, handler)
+
+        async def serve(scope: Scope, receive: Receive, send: Send, handler: Any) -> None:
             raw = await _read_body(scope, receive, handler)
             if raw is None:
                 await app(scope, receive, send)  # a body not announced by its length: the handler reads it
@@ -121,13 +132,18 @@ def _lean(
             # the platform's guard reads the handler's ``opt`` and never changes it).
             for guard in handler.resolve_guards():
                 await guard(request, handler)
-            values: dict[str, str | None] = {}
-            for name, (low, high) in bounds.items():
-                value = request.headers.get(name)
-                if value is not None and not low <= len(value) <= high:
-                    await app(scope, receive, send)
-                    return
-                values[name] = value
+            values: dict[str, str | None] = dict.fromkeys(bounds)
+            if wanted:
+                for key, value in scope["headers"]:
+                    name = wanted.get(key)
+                    if name is None:
+                        continue
+                    text = value.decode("latin-1")
+                    low, high = bounds[name]
+                    if values[name] is not None or not low <= len(text) <= high:
+                        await app(scope, receive, send)  # out of bounds, or sent twice: the handler answers
+                        return
+                    values[name] = text
             try:
                 body = decoder.decode(raw)
             except (msgspec.DecodeError, UnicodeDecodeError):

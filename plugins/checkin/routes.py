@@ -223,7 +223,7 @@ class VisitController(Controller):
         "/visits",
         opt=_opt("checkin.visit.create", DECLARATION),
         summary="Check in with a scanned venue code and a health declaration",
-        middleware=[lean_json(CheckinBody, _lean_check_in, status_code=201, headers=_KEY_HEADER)],
+        middleware=[lean_json(CheckinBody, _lean_check_in, status_code=201, headers=_KEY_HEADER, writes=True)],
     )
     async def check_in(
         self,
@@ -261,7 +261,7 @@ class VisitController(Controller):
         "/scans",
         opt=_opt("checkin.scan.personal", DECLARATION),
         summary="Venue staff scanned a person's personal code (device key)",
-        middleware=[lean_json(ScanBody, _lean_scan, status_code=201, headers=_KEY_HEADER)],
+        middleware=[lean_json(ScanBody, _lean_scan, status_code=201, headers=_KEY_HEADER, writes=True)],
     )
     async def scan(
         self,
@@ -276,7 +276,7 @@ class VisitController(Controller):
         "/proxy-visits",
         opt=_opt("checkin.visit.proxy", DECLARATION),
         summary="Staff declare for a person without a phone (audited as a proxy declaration)",
-        middleware=[lean_json(ProxyBody, _lean_proxy, status_code=201, headers=_KEY_HEADER)],
+        middleware=[lean_json(ProxyBody, _lean_proxy, status_code=201, headers=_KEY_HEADER, writes=True)],
     )
     async def proxy(
         self,

@@ -243,3 +243,121 @@ async def test_a_writer_with_its_own_transaction_answering_wrong_is_not_run_agai
     assert all(isinstance(result, RuntimeError) for result in results)
     assert calls == [[0, 1, 2]]  # what it stored is not stored twice
     assert await MessageOutbox.count() == 3
+
+
+# -- announced writes and parts ---------------------------------------------------------------
+
+
+def _recording_writer(batches: list[list[int]]):
+    async def writer(items: list[int]) -> list[int]:
+        batches.append(list(items))
+        return items
+
+    return writer
+
+
+async def test_a_batch_waits_for_announced_writes_and_no_longer(platform):
+    # max_wait is long: a batch that waited for it would not finish within the test's timeout.
+    group = GroupCommit(platform.db, max_batch=100, max_wait=60)
+    batches: list[list[int]] = []
+    writer = _recording_writer(batches)
+    second_may_go = asyncio.Event()
+
+    async def request(n: int, *, after: asyncio.Event | None = None) -> int:
+        with group.expecting():
+            if after is not None:
+                await after.wait()  # still reading its token, say
+            return await group.submit_to(writer, n)
+
+    first = asyncio.create_task(request(1))
+    second = asyncio.create_task(request(2, after=second_may_go))
+    await asyncio.sleep(0.05)
+    assert not first.done()  # the batch waits: the second request said it would write
+    second_may_go.set()
+    assert await asyncio.wait_for(asyncio.gather(first, second), timeout=10) == [1, 2]
+    assert batches == [[1, 2]]  # together, without waiting out max_wait
+    await group.close()
+
+
+async def test_an_announced_request_that_writes_nothing_does_not_hold_the_batch(platform):
+    group = GroupCommit(platform.db, max_batch=100, max_wait=60)
+    batches: list[list[int]] = []
+    writer = _recording_writer(batches)
+    refused = asyncio.Event()
+
+    async def refused_request() -> None:
+        with group.expecting():
+            await refused.wait()
+            raise PermissionError("403")  # refused by the guard: no write
+
+    async def request() -> int:
+        with group.expecting():
+            return await group.submit_to(writer, 7)
+
+    failing = asyncio.create_task(refused_request())
+    storing = asyncio.create_task(request())
+    await asyncio.sleep(0.05)
+    refused.set()
+    with pytest.raises(PermissionError):
+        await failing
+    assert await asyncio.wait_for(storing, timeout=10) == 7
+    assert group._expected == 0
+    await group.close()
+
+
+async def test_an_announcement_counts_once_per_request(platform):
+    group = GroupCommit(platform.db, max_batch=100, max_wait=0.05)
+    batches: list[list[int]] = []
+    writer = _recording_writer(batches)
+
+    async def request() -> list[int]:
+        with group.expecting(), group.expecting():  # nested: one announcement
+            assert group._expected == 1
+            first = await group.submit_to(writer, 1)
+            assert group._expected == 0  # handed in: nothing more is expected of this request
+            second = await group.submit_to(writer, 2)  # a second write is not announced
+            return [first, second]
+
+    assert await request() == [1, 2]
+    assert group._expected == 0  # the block's end closed nothing twice
+    assert batches == [[1], [2]]
+    await group.close()
+
+
+async def test_unannounced_writes_still_wait_for_company(platform):
+    group = GroupCommit(platform.db, max_batch=100, max_wait=0.2)
+    batches: list[list[int]] = []
+    writer = _recording_writer(batches)
+
+    async def late() -> int:
+        await asyncio.sleep(0.02)  # well within max_wait
+        return await group.submit_to(writer, 2)
+
+    assert await asyncio.gather(group.submit_to(writer, 1), late()) == [1, 2]
+    assert batches == [[1, 2]]
+    await group.close()
+
+
+async def test_a_burst_is_split_into_parts_over_free_slots_on_postgresql(platform):
+    group = GroupCommit(platform.db, max_batch=100, max_wait=0.01, in_flight=3, min_part=4)
+    batches: list[list[int]] = []
+    writer = _recording_writer(batches)
+    results = await asyncio.gather(*(group.submit_to(writer, n) for n in range(10)))
+    await group.close()
+    assert results == list(range(10))
+    if platform.db.kind == "sqlite":
+        assert batches == [list(range(10))]  # one writer at a time: never split
+    else:
+        # 10 writes, parts of at least 4, 3 slots: two parts, in arrival order.
+        assert batches == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]
+    assert group.writes == 10
+    assert not group._slots.locked()  # every slot taken for a part was given back
+
+
+async def test_a_small_batch_is_not_split(platform):
+    group = GroupCommit(platform.db, max_batch=100, max_wait=0.01, in_flight=3, min_part=4)
+    batches: list[list[int]] = []
+    writer = _recording_writer(batches)
+    assert await asyncio.gather(*(group.submit_to(writer, n) for n in range(7))) == list(range(7))
+    await group.close()
+    assert batches == [list(range(7))]
