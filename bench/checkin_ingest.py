@@ -31,6 +31,8 @@ answered requests.
     python -m bench.checkin_ingest                  # full run, about 70 seconds
     python -m bench.checkin_ingest --quick          # smoke run, about 30 seconds
     python -m bench.checkin_ingest --max-wait-ms 5 --max-batch 64   # group-commit settings
+    python -m bench.checkin_ingest --connections 128 --citizens 20000   # more concurrency
+    python -m bench.checkin_ingest --trace /tmp/timeline.json   # where a batch's time goes
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ ENV_NO_GC_TUNING = "BENCH_NO_GC_TUNING"  # set: both apps keep CPython's garbage
 ENV_BARE_NO_RESET = "BENCH_BARE_NO_RESET"  # set: the bare pool skips asyncpg's reset query, like the platform's
 ENV_IN_FLIGHT = "BENCH_GROUP_COMMIT_IN_FLIGHT"
 ENV_MIN_PART = "BENCH_GROUP_COMMIT_MIN_PART"
+ENV_TRACE = "BENCH_TRACE"  # set: the pipeline keeps a timeline of its requests and batches (``--trace``)
 # The wrk script saves its request counter this often; the next run starts past the last save.
 SAVE_EVERY = 256
 FULL_NAME = "Nguyễn Văn An"
@@ -108,6 +111,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--in-flight", type=int, help="group commit: batches committing at once (default 2)")
     parser.add_argument(
         "--min-part", type=int, help="group commit: the fewest writes of a part when a batch is split (default 12)"
+    )
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        metavar="FILE",
+        help="write the pipeline's timeline over the timed rounds (each request's start and end, each hand-in "
+        "to the group commit and its answer, each batch's start and end) to FILE as JSON, and sum it up",
     )
     parser.add_argument("--pool-size", type=int, default=10, help="database connections per worker, both sides")
     parser.add_argument(
@@ -164,7 +174,88 @@ def pipeline_app() -> Litestar:
         return {"batches": group_commit.batches, "writes": group_commit.writes, "busy_seconds": busy["seconds"]}
 
     app.register(group_commit_stats)
+    if os.environ.get(ENV_TRACE):
+        _keep_timeline(app)
     return app
+
+
+def _keep_timeline(app: Litestar) -> None:
+    """Record ``(seconds, event, number)`` for the requests and batches; ``GET /bench/trace`` hands them over.
+
+    Events: ``request``/``answered`` around each request, ``hand-in`` (the number: writes already
+    waiting) and ``acknowledged`` around each write given to the group commit, ``batch``/``committed``
+    (the number: the batch's writes) around each batch. ``GET /bench/trace`` returns what was recorded
+    and starts anew.
+    """
+    events: list[tuple[float, str, int]] = []
+    clock = time.perf_counter
+    group_commit = app.state.platform.group_commit
+    enqueue, commit, handler = group_commit._enqueue, group_commit._commit, app.asgi_handler
+
+    async def traced_enqueue(*args: Any, **kwargs: Any) -> Any:
+        events.append((clock(), "hand-in", len(group_commit._pending)))
+        try:
+            return await enqueue(*args, **kwargs)
+        finally:
+            events.append((clock(), "acknowledged", 0))
+
+    async def traced_commit(batch: Any) -> None:
+        events.append((clock(), "batch", len(batch)))
+        try:
+            await commit(batch)
+        finally:
+            events.append((clock(), "committed", len(batch)))
+
+    async def traced_handler(scope: Any, receive: Any, send: Any) -> None:
+        events.append((clock(), "request", 0))
+        try:
+            await handler(scope, receive, send)
+        finally:
+            events.append((clock(), "answered", 0))
+
+    group_commit._enqueue = traced_enqueue  # type: ignore[method-assign]
+    group_commit._commit = traced_commit  # type: ignore[method-assign]
+    app.asgi_handler = traced_handler
+
+    @get("/bench/trace", opt={"public": True})
+    async def trace() -> list[tuple[float, str, int]]:
+        recorded = list(events)
+        events.clear()
+        return recorded
+
+    app.register(trace)
+
+
+def summarise_timeline(events: list[tuple[float, str, int]]) -> str:
+    """Per batch: its writes, how long it waited after its last hand-in, how long it took to commit."""
+    events = sorted(events)
+    waits: list[float] = []
+    commits: list[float] = []
+    sizes: list[int] = []
+    last_hand_in: float | None = None
+    started: list[float] = []
+    for at, event, number in events:
+        if event == "hand-in":
+            last_hand_in = at
+        elif event == "batch":
+            sizes.append(number)
+            started.append(at)
+            if last_hand_in is not None:
+                waits.append((at - last_hand_in) * 1000)
+        elif event == "committed" and started:
+            commits.append((at - started.pop(0)) * 1000)
+    if not sizes:
+        return "timeline: no batches recorded"
+
+    def spread(values: list[float]) -> str:
+        ordered = sorted(values)
+        pick = [ordered[int(q * (len(ordered) - 1))] for q in (0.1, 0.5, 0.9)]
+        return " / ".join(f"{v:.2f}" for v in pick)
+
+    return (
+        f"timeline: {len(sizes):,} batches; p10 / p50 / p90: writes {spread([float(n) for n in sizes])}, "
+        f"ms from the last hand-in to the batch {spread(waits)}, ms to commit {spread(commits)}"
+    )
 
 
 class BareVisitBody(msgspec.Struct, kw_only=True):
@@ -459,6 +550,8 @@ async def run(args: argparse.Namespace) -> None:
             pipeline_env[ENV_IN_FLIGHT] = str(args.in_flight)
         if args.min_part is not None:
             pipeline_env[ENV_MIN_PART] = str(args.min_part)
+        if args.trace is not None:
+            pipeline_env[ENV_TRACE] = "1"
         headers, body = preflight_request(seeded, args.route)
         progress(
             f"{args.server} (1 worker each) on CPU {server_cpus or 'any'}, {generator} on CPU {client_cpus or 'any'}, "
@@ -503,6 +596,8 @@ async def run(args: argparse.Namespace) -> None:
                     ),
                 }
                 before = await _group_commit_stats(pipeline)
+                if args.trace is not None:
+                    await _timeline(pipeline)  # from here on: warm-up and timed rounds
                 results = await measure_rounds(
                     generator,
                     targets,
@@ -514,11 +609,24 @@ async def run(args: argparse.Namespace) -> None:
                     cpu_probes={"bare": _probe(bare, db), "pipeline": _probe(pipeline, db)},
                 )
                 after = await _group_commit_stats(pipeline)
+                timeline = await _timeline(pipeline) if args.trace is not None else None
         loaded = min(2.0, args.seconds) + sum(r.seconds for r in results["pipeline"])
         flusher = {key: after[key] - before[key] for key in after}
         stored = await verify(db, results, args.route)
     progress(f"database {db.name} dropped")
     report(results, stored, flusher, loaded, args, generator)
+    if timeline is not None:
+        args.trace.write_text(json.dumps(timeline))
+        print(summarise_timeline([tuple(event) for event in timeline]))
+        print(f"timeline of {len(timeline):,} events written to {args.trace}")
+
+
+async def _timeline(app: ServedApp) -> list[Any]:
+    async with httpx.AsyncClient(timeout=60.0) as client:
+        response = await client.get(app.base_url + "/bench/trace")
+    response.raise_for_status()
+    events: list[Any] = response.json()
+    return events
 
 
 async def _group_commit_stats(app: ServedApp) -> dict[str, float]:
