@@ -104,8 +104,9 @@ class GroupCommit:
         self.max_wait = max_wait
         self.min_part = max(1, min_part)  # the fewest writes a batch is split into parts of
         # Batches committing at once, each on its own connection: while one waits for the database,
-        # the next is sent. It pays when the database is the bottleneck; when this process's CPU is,
-        # one batch at a time makes bigger batches and costs less per write. SQLite: always one.
+        # the next is sent, and a burst is cut into parts (``_parts``) committed side by side. A writer
+        # that serialises every batch anyway (the audit chain's lock) is better off with 1: bigger
+        # batches cost less per write. SQLite: always one.
         self.in_flight = 1 if db.kind == "sqlite" else in_flight
         self._slots = asyncio.Semaphore(self.in_flight)
         self._committing: set[asyncio.Task[None]] = set()
