@@ -361,3 +361,25 @@ async def test_a_small_batch_is_not_split(platform):
     assert await asyncio.gather(*(group.submit_to(writer, n) for n in range(7))) == list(range(7))
     await group.close()
     assert batches == [list(range(7))]
+
+
+async def test_a_write_to_another_group_commit_leaves_the_announcement_open(platform):
+    # A request announced to the check-ins' group commit may first hand a write to another one (the
+    # audit trail's): that write does not count as the one announced, which is still awaited.
+    announced_to = GroupCommit(platform.db, max_batch=100, max_wait=0.05)
+    other = GroupCommit(platform.db, max_batch=100, max_wait=0.01)
+    batches: list[list[int]] = []
+    writer = _recording_writer(batches)
+
+    async def request() -> list[int]:
+        with announced_to.expecting():
+            first = await other.submit_to(writer, 1)
+            assert announced_to._expected == 1  # still on its way
+            second = await announced_to.submit_to(writer, 2)
+            assert announced_to._expected == 0
+            return [first, second]
+
+    assert await request() == [1, 2]
+    assert (announced_to._expected, other._expected) == (0, 0)
+    await announced_to.close()
+    await other.close()
