@@ -261,7 +261,9 @@ class GroupCommit:
             outcomes.clear()
             try:
                 if own:
-                    await _run_writer_directly(groups[0], outcomes, committed=True)
+                    # Its one statement on a connection the database keeps for the next batch.
+                    async with self._db.kept():
+                        await _run_writer_directly(groups[0], outcomes, committed=True)
                     break
                 async with self._db.transaction() as transaction:
                     if direct:

@@ -8,12 +8,15 @@ and several platforms (tests) can take turns in one process.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import functools
 import importlib
 import io
 import os
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from graphlib import TopologicalSorter
 from typing import Any, Literal
 
@@ -30,6 +33,8 @@ os.environ.setdefault("PICCOLO_CONF", "core.piccolo_conf")
 CORE_APP = "core.piccolo_app"
 
 _active: Database | None = None
+# The pooled connection a task's statements outside a transaction go to, when it holds one (``Database.kept``).
+_held: contextvars.ContextVar[asyncpg.Connection | None] = contextvars.ContextVar("phongdich_held", default=None)
 
 
 class Database:
@@ -51,6 +56,13 @@ class Database:
         self.engine: Any = _engine(url, extra_nodes=self.replicas)
         self.registry = AppRegistry(apps=self.app_modules)
         self._pooled = False
+        # Connections kept out of the pool between the group commit's batches (``kept``): (connection,
+        # when last used). At most ``keep``; each goes back to the pool after ``keep_for`` seconds unused.
+        self.keep = 2
+        self.keep_for = 1.0
+        self._kept: list[tuple[asyncpg.Connection, float]] = []
+        self._kept_timer: asyncio.TimerHandle | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
 
     @property
     def app_configs(self) -> list[AppConfig]:
@@ -84,6 +96,7 @@ class Database:
 
     async def stop(self) -> None:
         if self._pooled:
+            await self.release_kept()
             await self.engine.close_connection_pool()
             self._pooled = False
 
@@ -123,8 +136,72 @@ class Database:
         transaction = self.engine.current_transaction.get()
         if transaction is not None:
             return await transaction.connection.fetch(query, *args)
+        held = _held.get()
+        if held is not None:
+            return await held.fetch(query, *args)
         async with self.engine.pool.acquire() as connection:
             return await connection.fetch(query, *args)
+
+    @contextlib.asynccontextmanager
+    async def kept(self) -> AsyncIterator[None]:
+        """Inside: ``fetch`` outside a transaction goes to one connection, kept out of the pool afterwards.
+
+        For the group commit, whose batch writers store a batch with one
+        ``fetch`` each, many times a second: taking a connection from asyncpg's
+        pool and giving it back cost more of this process's time than the
+        batch's own call. A connection kept is taken again by the next batch;
+        at most ``keep`` are kept, and one unused for ``keep_for`` seconds goes
+        back to the pool. One that failed, or was left in a transaction, goes
+        back at once (the pool resets or replaces it). SQLite: nothing to keep.
+        """
+        if self.kind != "postgres" or self.engine.pool is None or _held.get() is not None:
+            yield
+            return
+        connection = self._kept.pop()[0] if self._kept else await self.engine.pool.acquire()
+        token = _held.set(connection)
+        healthy = False
+        try:
+            yield
+            healthy = True
+        finally:
+            _held.reset(token)
+            if healthy and len(self._kept) < self.keep and not connection.is_closed():
+                healthy = not connection.is_in_transaction()
+            else:
+                healthy = False
+            if healthy:
+                self._kept.append((connection, time.monotonic()))
+                self._release_unused_later()
+            else:
+                await self.engine.pool.release(connection)
+
+    def _release_unused_later(self) -> None:
+        if self._kept_timer is None:
+            self._kept_timer = asyncio.get_running_loop().call_later(self.keep_for, self._release_unused)
+
+    def _release_unused(self) -> None:
+        """Give the pool back the kept connections unused for ``keep_for`` seconds; look again later."""
+        self._kept_timer = None
+        unused_since = time.monotonic() - self.keep_for
+        unused = [connection for connection, used in self._kept if used <= unused_since]
+        self._kept = [(connection, used) for connection, used in self._kept if used > unused_since]
+        for connection in unused:
+            task = asyncio.get_running_loop().create_task(self.engine.pool.release(connection))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+        if self._kept:
+            self._release_unused_later()
+
+    async def release_kept(self) -> None:
+        """Every kept connection back to the pool (before the pool closes)."""
+        if self._kept_timer is not None:
+            self._kept_timer.cancel()
+            self._kept_timer = None
+        kept, self._kept = self._kept, []
+        for connection, _used in kept:
+            await self.engine.pool.release(connection)
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
 
     def any_of(self, column: str, values: list[Any]) -> tuple[str, list[Any]]:
         """A condition "``column`` is one of ``values``" with its arguments, for ``fetch``/``execute``.

@@ -10,20 +10,7 @@ import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.ids import new_hex
-
-_bound: tuple[Any, Any] = (None, None)  # (the structlog configuration it was made under, logger)
-
-
-def _request_log() -> Any:
-    """The request line's logger, bound once per structlog configuration (not on every line)."""
-    global _bound
-    config = structlog.get_config()
-    key = (config["processors"], config["wrapper_class"], config["logger_factory"])
-    made_under = _bound[0]
-    if made_under is None or any(now is not then for now, then in zip(key, made_under, strict=True)):
-        _bound = (key, structlog.get_logger("core.request").bind())  # configured anew (start-up, tests)
-    return _bound[1]
-
+from core.observability import request_line
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
@@ -54,13 +41,8 @@ def request_context(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_with_id)
         finally:
-            _request_log().info(
-                "request",
-                method=scope.get("method"),
-                path=scope["path"],
-                status=status,
-                ms=round((time.perf_counter() - started) * 1000, 2),
-            )
+            method: str | None = scope.get("method")  # type: ignore[assignment]
+            request_line()(method, scope["path"], status, round((time.perf_counter() - started) * 1000, 2))
             structlog.contextvars.clear_contextvars()
 
     return middleware

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from core import clock
+from core import clock, storage
 from core.batching import GroupCommit
 from core.tables import MessageOutbox
 
@@ -383,3 +383,24 @@ async def test_a_write_to_another_group_commit_leaves_the_announcement_open(plat
     assert (announced_to._expected, other._expected) == (0, 0)
     await announced_to.close()
     await other.close()
+
+
+async def test_a_writer_with_its_own_transaction_keeps_its_connection_for_the_next_batch(platform):
+    group = GroupCommit(platform.db, max_batch=100, max_wait=0.01)
+    held: list[object] = []
+
+    async def writer(items: list[int]) -> list[int]:
+        rows = await platform.db.fetch("SELECT CAST({} AS INTEGER) AS n", len(items))
+        held.append(storage._held.get())
+        return [rows[0]["n"]] * len(items)
+
+    first = await asyncio.gather(*(group.submit_to(writer, n, own_transaction=True) for n in range(3)))
+    second = await asyncio.gather(*(group.submit_to(writer, n, own_transaction=True) for n in range(2)))
+    await group.close()
+    assert (first, second) == ([3, 3, 3], [2, 2])
+    if platform.db.kind == "postgres":
+        # Both batches on one connection, kept out of the pool between them (no acquire and release each).
+        assert len(held) == 2 and held[0] is not None and held[0] is held[1]
+        assert [connection for connection, _used in platform.db._kept] == [held[0]]
+    else:
+        assert held == [None, None]

@@ -152,3 +152,49 @@ async def test_every_answer_has_its_request_id_and_a_line_with_the_status_sent(m
     for response, line in zip((unknown, refused), lines, strict=True):
         assert response.headers["x-request-id"] == line["request_id"]
     assert refused.json()["request_id"] == lines[1]["request_id"]
+
+
+def test_the_request_line_is_written_as_structlog_would_write_it():
+    import json
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, structlog\n"
+        "import core.observability as obs\n"
+        "from core.settings import Settings\n"
+        "obs.configure_logging(Settings(log_format='json'))\n"
+        "obs.buffer_log_lines()\n"
+        "async def main():\n"
+        "    structlog.contextvars.bind_contextvars(\n"
+        "        request_id='r1', plugin='checkin', province='01', principal='c:1')\n"
+        "    obs.request_line()('POST', '/api/checkin/visits', 201, 1.25)\n"
+        "    structlog.get_logger('core.request').info(\n"
+        "        'request', method='POST', path='/api/checkin/visits', status=201, ms=1.25)\n"
+        "    print(obs.request_line().__name__)\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    ours, structlogs = [json.loads(line) for line in done.stderr.splitlines()]
+    assert ours.pop("timestamp") <= structlogs.pop("timestamp")
+    assert list(ours.items()) == list(structlogs.items())  # the same keys, values and order
+    assert ours["request_id"] == "r1" and ours["event"] == "request" and ours["level"] == "info"
+    assert done.stdout.strip() == "rendered"  # ... and rendered here, not by structlog's logger
+
+
+def test_no_request_line_above_info():
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio\n"
+        "import core.observability as obs\n"
+        "from core.settings import Settings\n"
+        "obs.configure_logging(Settings(log_format='json', log_level='warning'))\n"
+        "obs.buffer_log_lines()\n"
+        "async def main():\n"
+        "    obs.request_line()('GET', '/healthz', 200, 0.5)\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stderr == ""

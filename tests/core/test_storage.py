@@ -1,5 +1,6 @@
 """The database layer: raw queries and transactions on both databases."""
 
+import asyncio
 import sqlite3
 
 import pytest
@@ -40,3 +41,62 @@ async def test_a_write_transaction_that_cannot_begin_closes_its_connection(platf
             pass
     assert closed == [True]
     assert not platform.db.in_transaction()
+
+
+async def _backend(db: storage.Database) -> int:
+    return int((await db.fetch("SELECT pg_backend_pid() AS pid"))[0]["pid"])
+
+
+async def test_a_kept_connection_serves_the_block_and_the_next_one(platform):
+    db = platform.db
+    if db.kind != "postgres":
+        async with db.kept():  # SQLite: nothing to keep, queries run as ever
+            assert (await db.fetch("SELECT 1 AS one"))[0]["one"] == 1
+        assert db._kept == []
+        return
+    idle = db.engine.pool.get_idle_size()
+    async with db.kept():
+        first = await _backend(db)
+        assert await _backend(db) == first
+        async with db.kept():  # nested: the same connection
+            assert await _backend(db) == first
+    assert len(db._kept) == 1
+    async with db.kept():
+        assert await _backend(db) == first  # the next block takes the kept connection
+    async with db.transaction():
+        # A transaction is not a kept block's: it takes its connection from the pool.
+        assert await _backend(db) != first
+    await db.release_kept()
+    assert db._kept == [] and db.engine.pool.get_idle_size() >= idle
+
+
+async def test_a_kept_connection_goes_back_to_the_pool_once_unused(platform):
+    db = platform.db
+    if db.kind != "postgres":
+        pytest.skip("PostgreSQL's connection pool")
+    db.keep_for = 0.05
+    async with db.kept():
+        await _backend(db)
+    assert len(db._kept) == 1
+    await asyncio.sleep(0.2)
+    assert db._kept == [] and not db._releasing  # given back
+
+
+async def test_a_connection_that_failed_or_stayed_in_a_transaction_is_not_kept(platform):
+    db = platform.db
+    if db.kind != "postgres":
+        pytest.skip("PostgreSQL's connection pool")
+    with pytest.raises(ZeroDivisionError):
+        async with db.kept():
+            await _backend(db)
+            raise ZeroDivisionError
+    assert db._kept == []
+    async with db.kept():
+        await db.fetch("BEGIN")  # left open: back to the pool, which rolls it back
+    assert db._kept == []
+    for _ in range(db.pool_size):  # whichever connection comes next: none is still in that transaction
+        async with db.kept():
+            await _backend(db)
+            held = storage._held.get()
+            assert held is not None and not held.is_in_transaction()
+        await db.release_kept()
