@@ -132,10 +132,9 @@ _buffered_factory: Any = None
 
 def buffer_log_lines() -> None:
     """Server processes: write JSON log lines in batches (``BufferedLines``); console output stays as it is."""
-    global _buffered
+    global _buffered, _buffered_factory
     if not any(isinstance(p, structlog.processors.JSONRenderer) for p in structlog.get_config()["processors"]):
         return
-    global _buffered_factory
     if _buffered is None:
         _buffered = BufferedLines(sys.stderr)
         atexit.register(_buffered.flush)
@@ -161,10 +160,10 @@ def request_line() -> RequestLine:
     rendered here, as that configuration's processors would render it (the
     request's context variables, level, timestamp, msgspec's JSON, in the same
     order), straight into the buffered lines: 3.2 µs a line where structlog's
-    logger and processors took 5.2 (measured in process on the benchmark
-    machine; in the in-process check-in benchmark a line took 11 µs of 130). Under any other
-    configuration (console output, a test capturing logs, a level above info)
-    it goes through structlog as every other line does.
+    logger and processors took 5.2 (measured on the benchmark machine; in the
+    in-process check-in benchmark a line took 11 µs of a check-in's 130). Under
+    any other configuration (console output, a test capturing logs, a level
+    above info) it goes through structlog as every other line does.
     """
     global _request_line
     config = structlog.get_config()

@@ -159,17 +159,18 @@ class Database:
             return
         connection = self._kept.pop()[0] if self._kept else await self.engine.pool.acquire()
         token = _held.set(connection)
-        healthy = False
+        finished = False
         try:
             yield
-            healthy = True
+            finished = True
         finally:
             _held.reset(token)
-            if healthy and len(self._kept) < self.keep and not connection.is_closed():
-                healthy = not connection.is_in_transaction()
-            else:
-                healthy = False
-            if healthy:
+            if (
+                finished
+                and len(self._kept) < self.keep
+                and not connection.is_closed()
+                and not connection.is_in_transaction()
+            ):
                 self._kept.append((connection, time.monotonic()))
                 self._release_unused_later()
             else:
