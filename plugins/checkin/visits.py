@@ -322,15 +322,12 @@ def _fits_one_call(writes: list[_Write]) -> bool:
     return len(places) == len(writes) and len(set(keys)) == len(keys) and all(w.method == "scan" for w in writes)
 
 
-# The batch in one call of the function made by migration checkin_2026_11_26t10_40_00_000000 (read it):
-# the lock class; the new visits' columns with their keys and numbers in the batch (as ``_visit_row``
-# makes them) and the account to take each phone from; the same-visit window; the declarations by
-# number in the batch; the rate-limit hits (number in the batch, bucket, limit, end of the window).
-_STORE_CALL = (
-    "SELECT r_kind, r_n, r_id, r_arrived_at, r_key FROM checkin_store_batch("  # noqa: S608 (placeholders only)
-    + ", ".join(["{}"] * 27)
-    + ")"
-)
+# The batch in one call of the function made by migration checkin_2026_11_26t16_50_00_000000 (read it):
+# the lock class; the new visits as rows (as ``_visit_row`` makes them, with the account to take each
+# phone from); the same-visit window; the declarations by number in the batch; the rate-limit hits
+# (number in the batch, bucket, limit, end of the window). Rows, not one array per column: asyncpg's
+# cost is per array element.
+_STORE_CALL = "SELECT r_kind, r_n, r_id, r_arrived_at, r_key FROM checkin_store_batch({}, {}, {}, {}, {})"
 
 
 async def _store_in_one_call(platform: Platform, config: CheckinSettings, writes: list[_Write]) -> list[Any]:
@@ -365,20 +362,14 @@ async def _store_in_one_call(platform: Platform, config: CheckinSettings, writes
     if not live and not hit_items:
         return outcomes
     visits = {n: _visit_row(writes[n], new_uuid(), n, {}) for n in live}  # phones: from the accounts below
-    declared = [n for n in live if writes[n].assessment is not None]
-    assessments = [writes[n].assessment for n in declared]
+    declarations = [(n, *_declaration_values(a)) for n in live if (a := writes[n].assessment) is not None]
     rows = await platform.db.fetch(
         _STORE_CALL,
         SUBJECT_LOCK_CLASS,
-        *_columns(list(visits.values()), len(_VISIT_COLUMNS) + 2),
-        [_account(writes[n]) for n in live],
+        [(*visits[n], _account(writes[n])) for n in live],
         config.same_visit_minutes * 60,
-        declared,
-        *_declaration_arrays(assessments),
-        hit_items,
-        buckets,
-        limits,
-        ends,
+        declarations,
+        list(zip(hit_items, buckets, limits, ends, strict=True)),
     )
     stored_keys = set()
     for row in rows:
@@ -750,14 +741,18 @@ async def _lock_people(platform: Platform, writes: list[_Write]) -> dict[str, st
 
 def _declaration_arrays(assessments: list[Any]) -> list[list[Any]]:
     """The declarations' own columns as arrays (version, answers, risk flags, risky), for the store statements."""
-    present = [a for a in assessments if a is not None]
+    return _columns([_declaration_values(a) for a in assessments if a is not None], 4)
+
+
+def _declaration_values(assessment: Assessment) -> tuple[str, str, str, bool]:
+    """A declaration's own columns: version, answers and risk flags as JSON text, risky."""
     encode = msgspec.json.encode
-    return [
-        [a.version for a in present],
-        [encode(a.answers).decode() for a in present],
-        [encode(a.risk_flags).decode() for a in present],
-        [a.risky for a in present],
-    ]
+    return (
+        assessment.version,
+        encode(assessment.answers).decode(),
+        encode(assessment.risk_flags).decode(),
+        assessment.risky,
+    )
 
 
 def _declaration_row(write: _Write, visit_id: uuid.UUID, n: int) -> list[Any]:
