@@ -10,6 +10,14 @@ without the batch write (to split the request path from the storage).
 
     python -m bench.checkin_inprocess --requests 3000
     python -m bench.checkin_inprocess --profile --profile-out /tmp/checkin.prof
+
+Under valgrind, ``--callgrind`` counts instructions in the timed rounds only
+(instruction counts repeat from run to run where timings on a shared machine
+do not; compare two versions of the code by their instructions per request)::
+
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.out \\
+        python -m bench.checkin_inprocess --callgrind --only pipeline --requests 1000 --citizens 1000 --rounds 1
+    callgrind_annotate /tmp/cg.out | head
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import asyncio
 import cProfile
 import json
 import os
+import subprocess
 import time
 from typing import Any
 
@@ -106,9 +115,20 @@ async def _call(app: Litestar, path: str, headers: list[tuple[bytes, bytes]], bo
 
 
 async def drive(
-    app: Litestar, path: str, seeded: Seeded, route: str, *, start: int, requests: int, concurrency: int
+    app: Litestar,
+    path: str,
+    seeded: Seeded,
+    route: str,
+    *,
+    start: int,
+    requests: int,
+    concurrency: int,
+    callgrind: bool = False,
 ) -> tuple[float, float]:
-    """(wall seconds, process CPU seconds) for ``requests`` check-ins from ``concurrency`` tasks."""
+    """(wall seconds, process CPU seconds) for ``requests`` check-ins from ``concurrency`` tasks.
+
+    ``callgrind``: callgrind counts instructions while the requests run (not while their bodies are made).
+    """
     bodies = [_body(seeded, start + k, route) for k in range(requests)]
     queue = iter(bodies)
 
@@ -116,9 +136,14 @@ async def drive(
         for headers, body in queue:
             await _call(app, path, headers, body)
 
+    if callgrind:
+        _callgrind_collect(True)
     wall, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if callgrind:
+        _callgrind_collect(False)
+    return wall, cpu
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -150,6 +175,7 @@ async def run(args: argparse.Namespace) -> None:
                         start=counter,
                         requests=args.requests,
                         concurrency=args.concurrency,
+                        callgrind=args.callgrind,
                     )
                     if profiler:
                         profiler.disable()
@@ -161,6 +187,18 @@ async def run(args: argparse.Namespace) -> None:
                     )
                 cpus = sorted(cpu for _wall, cpu in results)
                 print(f"{side}: median {cpus[len(cpus) // 2] * 1000 / args.requests:.3f} ms CPU/request")
+
+
+def _callgrind_collect(on: bool) -> None:
+    """Switch callgrind's counting on or off for this process (``valgrind --instr-atstart=no``)."""
+    done = subprocess.run(
+        ["callgrind_control", "--instr=on" if on else "--instr=off", str(os.getpid())],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"callgrind_control failed ({done.stderr.strip()}); run this under valgrind --tool=callgrind")
 
 
 def _skip_store(app: Litestar) -> None:
@@ -188,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--without-store", action="store_true", help="pipeline: skip the batch write")
     parser.add_argument("--profile", action="store_true", help="cProfile the pipeline's last round")
     parser.add_argument("--profile-out", default="/tmp/checkin_inprocess.prof")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="under valgrind --tool=callgrind: count the timed rounds only"
+    )
     parser.add_argument("--database", default=DEFAULT_SERVER)
     args = parser.parse_args(argv)
     uvloop.run(run(args))
