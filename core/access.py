@@ -149,12 +149,17 @@ class Access:
             action=action,
             resource=resource,
         )
-        denies = tuple(v.reason for v in votes if v.decision == "deny")
+        denies: list[str] = []
+        allows: list[str] = []
+        for vote in votes:
+            if vote.decision == "deny":
+                denies.append(vote.reason)
+            elif vote.decision == "allow":
+                allows.append(vote.reason)
         if denies:
-            return Decision(allowed=False, reasons=denies)
-        allows = tuple(v.reason for v in votes if v.decision == "allow")
+            return Decision(allowed=False, reasons=tuple(denies))
         if allows:
-            return Decision(allowed=True, reasons=allows)
+            return Decision(allowed=True, reasons=tuple(allows))
         return Decision(allowed=False, reasons=(f"no rule allows {action}",))
 
     async def check(self, principal: Principal | None, action: str, resource: Resource) -> None:

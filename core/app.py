@@ -34,6 +34,7 @@ from core.web import admin, auth, health, me
 from core.web.context import request_context
 from core.web.errors import domain_error, http_error, undecodable_body, unexpected_error
 from core.web.guard import platform_guard, provide_platform, provide_principal
+from core.web.lean import direct_routes
 
 CORE_ROUTES = [*health.ROUTES, *auth.ROUTES, *me.ROUTES, *admin.ROUTES]
 
@@ -112,7 +113,8 @@ def create_app(
     # Around everything the app does for a request (routing, its exception handlers), not inside a
     # route: unknown paths and errors raised before a route's own handling (the lean path's guard)
     # get their request id header and a request line with the status actually sent.
-    app.asgi_handler = request_context(app.asgi_handler)
+    # The lean routes with fixed paths (a check-in) skip the router: routed once, here.
+    app.asgi_handler = request_context(app.asgi_handler, direct_routes(app))
     return app
 
 

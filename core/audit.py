@@ -16,9 +16,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import structlog
 
 from core import clock
+from core.observability import log_context
 from core.tables import AuditHead, AuditLog
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ def audit_entries(
     """
     items = [resources] if not isinstance(resources, Sequence) else list(resources)
     if request_id is None:
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        request_id = log_context().get("request_id")
     return [
         {
             "actor_id": principal.id,

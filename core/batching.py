@@ -44,7 +44,7 @@ import asyncio
 import contextlib
 import contextvars
 import itertools
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
@@ -95,6 +95,29 @@ class _Announcement:
         self.open = True
 
 
+class _Expecting:
+    """``GroupCommit.expecting()``'s block (a class, not a generator: every check-in request enters one)."""
+
+    __slots__ = ("_announcement", "_group_commit", "_token")
+
+    def __init__(self, group_commit: GroupCommit) -> None:
+        self._group_commit = group_commit
+        self._announcement: _Announcement | None = None
+        self._token: contextvars.Token[_Announcement | None] | None = None
+
+    def __enter__(self) -> None:
+        if _announced.get() is not None:
+            return  # announced already, further out in this task: that one counts
+        self._announcement = _Announcement(self._group_commit)
+        self._group_commit._expected += 1
+        self._token = _announced.set(self._announcement)
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._token is not None:
+            _announced.reset(self._token)
+            self._group_commit._arrive(self._announcement)
+
+
 class GroupCommit:
     def __init__(
         self, db: Database, *, max_batch: int = 256, max_wait: float = 0.002, in_flight: int = 2, min_part: int = 12
@@ -134,27 +157,17 @@ class GroupCommit:
         """
         return await self._enqueue(writer, item, order, own_transaction)
 
-    @contextlib.contextmanager
-    def expecting(self) -> Iterator[None]:
+    def expecting(self) -> _Expecting:
         """Announce that the code inside will probably hand in one write (a request that stores a check-in).
 
-        While announced writes are on their way, a batch being collected waits
-        for them (up to ``max_wait``); once all are in, it goes without waiting
-        longer. The announcement ends with the first write handed in from
-        inside (in this task), or when the block ends without one. Nested or
-        repeated announcements in one task count once.
+        ``with group_commit.expecting(): ...``. While announced writes are on
+        their way, a batch being collected waits for them (up to ``max_wait``);
+        once all are in, it goes without waiting longer. The announcement ends
+        with the first write handed in from inside (in this task), or when the
+        block ends without one. Nested or repeated announcements in one task
+        count once.
         """
-        if _announced.get() is not None:
-            yield
-            return
-        announcement = _Announcement(self)
-        self._expected += 1
-        token = _announced.set(announcement)
-        try:
-            yield
-        finally:
-            _announced.reset(token)
-            self._arrive(announcement)
+        return _Expecting(self)
 
     def _arrive(self, announcement: _Announcement | None) -> bool:
         """Close ``announcement`` (a write handed in, or its block ended); whether it was still open."""

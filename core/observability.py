@@ -2,17 +2,21 @@
 
 Every line logged while a request runs carries its ``request_id``, and once
 the guard has run, the ``principal`` id (never personal data), the
-``province`` and the ``plugin`` that owns the route.
+``province`` and the ``plugin`` that owns the route. Code adds fields to the
+lines of the request (or task) it runs in with ``bind_log_context(...)``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
+import importlib
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import msgspec
@@ -25,7 +29,7 @@ def configure_logging(settings: Settings) -> None:
     json_lines = settings.log_format == "json" or (settings.log_format == "auto" and not sys.stderr.isatty())
     level = getattr(logging, settings.log_level.upper())
     processors: list[Any] = [
-        structlog.contextvars.merge_contextvars,
+        merge_log_context,
         structlog.processors.add_log_level,
         _utc_timestamp,
     ]
@@ -46,6 +50,44 @@ def configure_logging(settings: Settings) -> None:
     )
     global _json_configuration
     _json_configuration = (processors, wrapper_class, level) if json_lines else None
+
+
+# The fields added to every line logged in this context. The dict is never changed in place: binding
+# sets a new one, so a task started from here sees what was bound until then and its own binds stay its own.
+_log_context: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "phongdich_log_context", default=MappingProxyType({})
+)
+
+
+def bind_log_context(**fields: Any) -> None:
+    """Add ``fields`` to every line logged from here on in this request (or task), like structlog's contextvars."""
+    _log_context.set({**_log_context.get(), **fields})
+
+
+def log_context() -> Mapping[str, Any]:
+    """The fields bound in this context (read only)."""
+    return _log_context.get()
+
+
+def start_log_context(**fields: Any) -> contextvars.Token[Mapping[str, Any]]:
+    """A new request: its lines carry ``fields`` and nothing bound before it. ``end_log_context(token)`` ends it."""
+    return _log_context.set(fields)
+
+
+def end_log_context(token: contextvars.Token[Mapping[str, Any]]) -> None:
+    _log_context.reset(token)
+
+
+def merge_log_context(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Processor: the bound fields, where the event does not set them itself.
+
+    One context variable holding the fields, where structlog's contextvars keep one per field
+    and look through the whole context for them on every line: a request binds four fields
+    and logs one line at least.
+    """
+    for key, value in _log_context.get().items():
+        event.setdefault(key, value)
+    return event
 
 
 # What ``configure_logging`` set up for JSON lines: (its processors, its wrapper class, its level).
@@ -150,6 +192,9 @@ def buffer_log_lines() -> None:
 RequestLine = Callable[[str | None, str, int, float], None]
 """``line(method, path, status, ms)``: log a request's outcome (event ``request``, at info)."""
 _request_line: tuple[tuple[Any, ...], RequestLine] | None = None
+# The object behind ``structlog.get_config()`` (private, so only a shortcut: see ``request_line``);
+# None in a structlog that moved it, and then every request asks ``get_config()``.
+_live: Any = getattr(importlib.import_module("structlog._config"), "_CONFIG", None)
 
 
 def request_line() -> RequestLine:
@@ -166,10 +211,20 @@ def request_line() -> RequestLine:
     above info) it goes through structlog as every other line does.
     """
     global _request_line
+    cached = _request_line
+    if cached is not None and _live is not None:
+        # structlog's own settings object: three reads where ``get_config()`` builds a dict each request.
+        then = cached[0]
+        if (
+            _live.default_processors is then[0]
+            and _live.default_wrapper_class is then[1]
+            and _live.logger_factory is then[2]
+        ):
+            return cached[1]
     config = structlog.get_config()
     key = (config["processors"], config["wrapper_class"], config["logger_factory"])
-    if _request_line is not None and all(now is then for now, then in zip(key, _request_line[0], strict=True)):
-        return _request_line[1]
+    if cached is not None and all(now is then for now, then in zip(key, cached[0], strict=True)):
+        return cached[1]
     line: RequestLine
     buffered = _buffered
     setup = _json_configuration
@@ -184,7 +239,8 @@ def request_line() -> RequestLine:
 
         def rendered(method: str | None, path: str, status: int, ms: float) -> None:
             event: dict[str, Any] = {"method": method, "path": path, "status": status, "ms": ms, "event": "request"}
-            structlog.contextvars.merge_contextvars(None, "info", event)
+            for key, value in _log_context.get().items():
+                event.setdefault(key, value)
             event["level"] = "info"
             buffered.info(_json_line(_utc_timestamp(None, "info", event)))
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from types import ModuleType
+from types import GeneratorType, ModuleType
 from typing import Any
 
 import pluggy
@@ -266,7 +266,7 @@ class Hooks:
         for plugin_name, outcome, error in self._run(_in_call_order(getattr(self.pm.hook, name)), name, kwargs):
             if error is not None:
                 continue
-            if inspect.isawaitable(outcome):
+            if _is_awaitable(outcome):
                 _close(outcome)
                 log.error("hook.async_not_allowed", hook=name, plugin=plugin_name)
                 continue
@@ -278,7 +278,7 @@ class Hooks:
         """Like ``collect_sync``, keeping which plugin answered what."""
         results = []
         for plugin_name, outcome, error in self._run(_in_call_order(getattr(self.pm.hook, name)), name, kwargs):
-            if error is None and outcome is not None and not inspect.isawaitable(outcome):
+            if error is None and outcome is not None and not _is_awaitable(outcome):
                 results.append((plugin_name, outcome))
         return results
 
@@ -296,7 +296,7 @@ class Hooks:
             if error is not None:
                 continue
             try:
-                value = await outcome if inspect.isawaitable(outcome) else outcome
+                value = await outcome if _is_awaitable(outcome) else outcome
             except Exception as exc:
                 self._log_failure(name, plugin_name, exc)
                 continue
@@ -306,14 +306,15 @@ class Hooks:
 
     async def first(self, name: str, province: str | None = None, **kwargs: Any) -> Any:
         """The first non-None answer. A hookimpl that raises stops the call: ``HookFailed``."""
-        for plugin_name, outcome, error in self._run(self.impls(name, province), name, kwargs):
+        for impl in self.impls(name, province):
+            outcome, error = self._call(impl, name, kwargs)
             if error is not None:
-                raise HookFailed(f"plugin {plugin_name!r} failed in {name}") from error
+                raise HookFailed(f"plugin {impl.plugin_name!r} failed in {name}") from error
             try:
-                value = await outcome if inspect.isawaitable(outcome) else outcome
+                value = await outcome if _is_awaitable(outcome) else outcome
             except Exception as exc:
-                self._log_failure(name, plugin_name, exc)
-                raise HookFailed(f"plugin {plugin_name!r} failed in {name}") from exc
+                self._log_failure(name, impl.plugin_name, exc)
+                raise HookFailed(f"plugin {impl.plugin_name!r} failed in {name}") from exc
             if value is not None:
                 return value
         return None
@@ -321,11 +322,13 @@ class Hooks:
     async def vote(self, name: str, province: str | None = None, **kwargs: Any) -> list[Vote]:
         """Every plugin's vote; a hookimpl that raises or answers nonsense votes deny."""
         votes: list[Vote] = []
-        for plugin_name, outcome, error in self._run(self.impls(name, province), name, kwargs):
+        for impl in self.impls(name, province):
+            plugin_name = impl.plugin_name
+            outcome, error = self._call(impl, name, kwargs)
             value: Any = None
             if error is None:
                 try:
-                    value = await outcome if inspect.isawaitable(outcome) else outcome
+                    value = await outcome if _is_awaitable(outcome) else outcome
                 except Exception as exc:
                     self._log_failure(name, plugin_name, exc)
                     error = exc
@@ -342,23 +345,32 @@ class Hooks:
         self, impls: list[Any], name: str, kwargs: dict[str, Any]
     ) -> Iterator[tuple[str, Any, BaseException | None]]:
         for impl in impls:
-            args = [kwargs[arg] for arg in impl.argnames]
-            started = time.perf_counter() if self.trace else 0.0
+            outcome, error = self._call(impl, name, kwargs)
+            yield impl.plugin_name, outcome, error
+
+    def _call(self, impl: Any, name: str, kwargs: dict[str, Any]) -> tuple[Any, Exception | None]:
+        """One hookimpl's outcome (an awaitable, for async ones), or the exception it raised (logged)."""
+        args = [kwargs[arg] for arg in impl.argnames]
+        if not self.trace:
             try:
-                outcome = impl.function(*args)
+                return impl.function(*args), None
             except Exception as exc:
                 self._log_failure(name, impl.plugin_name, exc)
-                yield impl.plugin_name, None, exc
-                continue
-            if self.trace:
-                log.info(
-                    "hook.call",
-                    hook=name,
-                    plugin=impl.plugin_name,
-                    ms=round((time.perf_counter() - started) * 1000, 3),
-                    returned=type(outcome).__name__,
-                )
-            yield impl.plugin_name, outcome, None
+                return None, exc
+        started = time.perf_counter()
+        try:
+            outcome = impl.function(*args)
+        except Exception as exc:
+            self._log_failure(name, impl.plugin_name, exc)
+            return None, exc
+        log.info(
+            "hook.call",
+            hook=name,
+            plugin=impl.plugin_name,
+            ms=round((time.perf_counter() - started) * 1000, 3),
+            returned=type(outcome).__name__,
+        )
+        return outcome, None
 
     @staticmethod
     def _log_failure(name: str, plugin_name: str, exc: BaseException) -> None:
@@ -380,3 +392,19 @@ def _close(awaitable: Any) -> None:
     close = getattr(awaitable, "close", None)
     if close is not None:
         close()
+
+
+# Whether values of a type are awaitable, by type: ``inspect.isawaitable`` asks ``collections.abc``
+# every time, and an access decision awaits two or three hook answers.
+_awaitable_types: dict[type, bool] = {}
+
+
+def _is_awaitable(value: Any) -> bool:
+    kind = type(value)
+    known = _awaitable_types.get(kind)
+    if known is None:
+        known = inspect.isawaitable(value)
+        if kind is GeneratorType:
+            return known  # a generator is awaitable only when marked as a coroutine: ask each one
+        _awaitable_types[kind] = known
+    return known

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
-import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.ids import new_hex
-from core.observability import request_line
+from core.observability import end_log_context, request_line, start_log_context
 
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
-def request_context(app: ASGIApp) -> ASGIApp:
-    """ASGI middleware: bind ``request_id`` for the request's log lines, echo it, log the outcome."""
+def request_context(app: ASGIApp, direct: Callable[[Scope], ASGIApp | None] | None = None) -> ASGIApp:
+    """ASGI middleware: bind ``request_id`` for the request's log lines, echo it, log the outcome.
+
+    ``direct(scope)``: the app that answers this request without going through ``app`` (the lean
+    routes, already routed: ``core.web.lean.direct_routes``), or None.
+    """
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -24,8 +28,7 @@ def request_context(app: ASGIApp) -> ASGIApp:
             return
         incoming = _header(scope, b"x-request-id")
         request_id = incoming if incoming and _VALID_ID.match(incoming) else new_hex()
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request_id)
+        context = start_log_context(request_id=request_id)
         started = time.perf_counter()
         status = 500
 
@@ -39,11 +42,12 @@ def request_context(app: ASGIApp) -> ASGIApp:
             await send(message)
 
         try:
-            await app(scope, receive, send_with_id)
+            routed = direct(scope) if direct is not None else None
+            await (routed or app)(scope, receive, send_with_id)
         finally:
             method: str | None = scope.get("method")  # type: ignore[assignment]
             request_line()(method, scope["path"], status, round((time.perf_counter() - started) * 1000, 2))
-            structlog.contextvars.clear_contextvars()
+            end_log_context(context)
 
     return middleware
 

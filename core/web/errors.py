@@ -10,6 +10,7 @@ from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from core.errors import Conflict, NotFound
+from core.observability import log_context
 
 log = structlog.get_logger("core.errors")
 
@@ -18,7 +19,7 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
     body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
     if exc.extra:
         body["errors"] = exc.extra
-    body["request_id"] = structlog.contextvars.get_contextvars().get("request_id")
+    body["request_id"] = log_context().get("request_id")
     return Response(body, status_code=exc.status_code, headers=exc.headers, media_type=MediaType.JSON)
 
 
@@ -37,7 +38,7 @@ def undecodable_body(request: Request[Any, Any, Any], exc: UnicodeDecodeError) -
 
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("request.failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc)
-    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    request_id = log_context().get("request_id")
     return Response(
         {
             "status_code": HTTP_500_INTERNAL_SERVER_ERROR,

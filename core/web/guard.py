@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from litestar import Request
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
 
 from core.access import Resource
+from core.observability import bind_log_context
 from core.platform import Platform
 from core.plugins import HookFailed
 from core.principal import Principal
@@ -37,7 +37,7 @@ async def platform_guard(connection: ASGIConnection[Any, Any, Any, Any], handler
     opt = handler.opt
     plugin = opt.get("plugin", "core")
     province = connection.path_params.get("province")
-    structlog.contextvars.bind_contextvars(plugin=plugin, province=province)
+    bind_log_context(plugin=plugin, province=province)
     await platform.refresh_plugin_state()
     if plugin in platform.hooks.disabled:
         raise NotFoundException(f"The {plugin} plugin is switched off in its province.")
@@ -50,9 +50,9 @@ async def platform_guard(connection: ASGIConnection[Any, Any, Any, Any], handler
             raise
         principal = None
     if principal is not None:
-        structlog.contextvars.bind_contextvars(principal=principal.id)
+        bind_log_context(principal=principal.id)
         if province is None and principal.province:
-            structlog.contextvars.bind_contextvars(province=principal.province)
+            bind_log_context(province=principal.province)
     if public:
         return
     action = opt.get("action")

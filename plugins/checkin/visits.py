@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 import segno
-import structlog
 from litestar.exceptions import PermissionDeniedException
 
 from core import Principal, Resource, clock
@@ -31,7 +30,8 @@ from core.batching import BatchWriter
 from core.coalesce import Coalescer
 from core.errors import Conflict, InvalidInput, NotFound
 from core.identity import normalize_phone
-from core.ids import new_uuid
+from core.ids import canonical_uuid, new_uuid
+from core.observability import log_context
 from core.ratelimit import RateResult, too_many
 from core.signing import Signer
 from core.tables import Citizen
@@ -197,7 +197,7 @@ async def record_visit(
         method=method,
         key=key,
         # Only audited check-ins (not a person's own scan) name their request; see _audit_entries.
-        request_id=None if method == "scan" else structlog.contextvars.get_contextvars().get("request_id"),
+        request_id=None if method == "scan" else log_context().get("request_id"),
         limits=_rate_limits(config, principal, person),
     )
     try:
@@ -404,11 +404,7 @@ def _account(write: _Write) -> uuid.UUID | None:
     """The citizen account whose phone the visit takes (as ``_lock_people`` finds it), if any."""
     if not write.phone_from_account:
         return None
-    try:
-        account = uuid.UUID(write.person.subject_id)
-    except ValueError:
-        return None
-    return account if str(account) == write.person.subject_id else None
+    return canonical_uuid(write.person.subject_id)
 
 
 # PostgreSQL statements for a whole batch in a transaction (arrays in, one round trip each).

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import httpx
 import msgspec
 from litestar import Litestar, post
 from litestar.exceptions import PermissionDeniedException
 from litestar.params import HeaderParameter, JSONBody
 from litestar.testing import AsyncTestClient
 
-from core.web.lean import lean_json
+from core.web.context import request_context
+from core.web.lean import direct_routes, lean_json
 
 
 class Body(msgspec.Struct, forbid_unknown_fields=True):
@@ -24,7 +26,7 @@ class Answer(msgspec.Struct):
     key: str | None
 
 
-def build() -> tuple[Litestar, dict[str, int]]:
+def build(**options: Any) -> tuple[Litestar, dict[str, int]]:
     calls = {"guard": 0, "handler": 0, "lean": 0}
 
     async def guard(connection: Any, handler: Any) -> None:
@@ -49,7 +51,7 @@ def build() -> tuple[Litestar, dict[str, int]]:
         calls["handler"] += 1
         return Answer(greeting=f"hello {data.name}", count=data.count, key=key)
 
-    app = Litestar([hello], openapi_config=None)
+    app = Litestar([hello], openapi_config=None, **options)
     app.state.platform = None
     return app, calls
 
@@ -149,3 +151,69 @@ async def test_a_nul_escape_sends_the_request_through_the_full_guard():
     assert not mark_checked({"path_params": {"id": "a\x00"}}, b"{}")
     scope: dict = {}
     assert mark_checked(scope, b"{}") and scope["state"]
+
+
+def build_direct() -> tuple[Litestar, dict[str, int], dict[str, int]]:
+    """``build()``'s app with the platform's request middleware and the lean routes routed once."""
+    app, calls = build()
+    direct = direct_routes(app)
+    assert direct is not None
+    app.asgi_handler = request_context(app.asgi_handler, direct)
+    routed = {"router": 0}
+    handle_routing = app.asgi_router.handle_routing
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        routed["router"] += 1
+        return handle_routing(*args, **kwargs)
+
+    app.asgi_router.handle_routing = counting  # type: ignore[method-assign]
+    return app, calls, routed
+
+
+async def test_a_lean_route_with_a_fixed_path_skips_the_router_with_the_same_answers():
+    plain, _plain_calls = build()
+    app, calls, routed = build_direct()
+    cases: list[tuple[dict[str, str], Any]] = [
+        ({"x-user": "ok", "x-key": "k1"}, {"name": "An", "count": 2}),  # served by the lean path
+        ({"x-user": "no"}, {"name": "An"}),  # refused by the guard
+        ({"x-user": "ok"}, {"name": "a name far too long"}),  # the handler's own 400
+        ({"x-user": "ok", "x-key": "far too long"}, {"name": "An"}),  # a header out of bounds
+    ]
+    async with AsyncTestClient(plain) as reference, AsyncTestClient(app) as client:
+        for headers, body in cases:
+            expected = await reference.post("/hello", json=body, headers=headers)
+            got = await client.post("/hello", json=body, headers=headers)
+            assert (got.status_code, got.json()) == (expected.status_code, expected.json())
+        assert routed["router"] == 0  # every one of them went straight to the route
+        assert calls["lean"] == 1 and calls["guard"] == 6  # and again on the handler's way for the last two
+        # Anything else is routed as before: another method, another spelling of the path, a bad Host.
+        assert (await client.get("/hello")).status_code == 405
+        assert (await client.post("/hello/", json={"name": "An"}, headers={"x-user": "ok"})).status_code == 201
+        bad_host = await client.post("/hello", json={"name": "An"}, headers={"x-user": "ok", "host": "bad host!"})
+        assert bad_host.status_code == 400  # the router's answer (it refuses the Host before looking the route up)
+        assert routed["router"] == 2
+
+
+def test_no_shortcut_past_middleware_around_the_router():
+    from litestar.config.cors import CORSConfig
+
+    assert direct_routes(build()[0]) is not None
+    with_cors, _calls = build(cors_config=CORSConfig(allow_origins=["*"]))
+    assert direct_routes(with_cors) is None  # CORS answers sit between the router and the app: keep them
+
+
+async def test_the_platforms_check_in_route_is_routed_once(make_platform):
+    from core.app import create_app
+
+    platform = await make_platform()
+    app = create_app(platform=platform)
+    routed = []
+    handle_routing = app.asgi_router.handle_routing
+    app.asgi_router.handle_routing = lambda **kw: routed.append(kw) or handle_routing(**kw)  # type: ignore[method-assign]
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        refused = await client.post("/api/checkin/visits", json={"code": "x"})
+        other = await client.get("/healthz")
+    assert refused.status_code == 401 and refused.json()["request_id"] == refused.headers["x-request-id"]
+    assert other.status_code == 200
+    assert [call["path"] for call in routed] == ["/healthz"]

@@ -2,6 +2,7 @@
 
 import structlog
 
+from core.observability import bind_log_context, log_context, merge_log_context
 from core.testing import http_client, staff_headers
 
 
@@ -10,7 +11,7 @@ async def test_request_lines_carry_context(make_platform):
     headers = await staff_headers(platform, ["epidemiologist"], province="01")
     # The app configures logging when it is built, so capture only after that.
     async with http_client(platform) as client:
-        with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        with structlog.testing.capture_logs(processors=[merge_log_context]) as logs:
             response = await client.get("/api/me", headers={**headers, "X-Request-ID": "req-abcdef123"})
     assert response.status_code == 200
     assert response.headers["x-request-id"] == "req-abcdef123"
@@ -142,7 +143,7 @@ def test_a_served_worker_buffers_json_lines_and_flushes_them_at_exit():
 async def test_every_answer_has_its_request_id_and_a_line_with_the_status_sent(make_platform):
     platform = await make_platform(log_level="info")
     async with http_client(platform) as client:
-        with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        with structlog.testing.capture_logs(processors=[merge_log_context]) as logs:
             unknown = await client.get("/no/such/path")
             # Refused by the guard on the check-in route's lean path, before the route's own handling.
             refused = await client.post("/api/checkin/visits", json={"code": "x"})
@@ -166,7 +167,7 @@ def test_the_request_line_is_written_as_structlog_would_write_it():
         "obs.configure_logging(Settings(log_format='json'))\n"
         "obs.buffer_log_lines()\n"
         "async def main():\n"
-        "    structlog.contextvars.bind_contextvars(\n"
+        "    obs.bind_log_context(\n"
         "        request_id='r1', plugin='checkin', province='01', principal='c:1')\n"
         "    obs.request_line()('POST', '/api/checkin/visits', 201, 1.25)\n"
         "    structlog.get_logger('core.request').info(\n"
@@ -198,3 +199,26 @@ def test_no_request_line_above_info():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stderr == ""
+
+
+async def test_bound_fields_stay_in_their_task():
+    """A task sees what was bound before it started; its own binds do not reach its parent or siblings."""
+    import asyncio
+
+    seen: dict[str, dict[str, object]] = {}
+
+    async def child(name: str) -> None:
+        bind_log_context(child=name)
+        await asyncio.sleep(0)
+        seen[name] = dict(log_context())
+
+    async def parent() -> dict[str, object]:
+        bind_log_context(request_id="r1")
+        await asyncio.gather(child("a"), child("b"))
+        return dict(log_context())
+
+    assert await asyncio.create_task(parent()) == {"request_id": "r1"}
+    assert seen == {"a": {"request_id": "r1", "child": "a"}, "b": {"request_id": "r1", "child": "b"}}
+    assert dict(log_context()) == {}  # nothing leaked into the test's own context
+    event = merge_log_context(None, "info", {"event": "x", "child": "own"})
+    assert event == {"event": "x", "child": "own"}
