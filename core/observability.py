@@ -239,8 +239,7 @@ def request_line() -> RequestLine:
 
         def rendered(method: str | None, path: str, status: int, ms: float) -> None:
             event: dict[str, Any] = {"method": method, "path": path, "status": status, "ms": ms, "event": "request"}
-            for key, value in _log_context.get().items():
-                event.setdefault(key, value)
+            merge_log_context(None, "info", event)
             event["level"] = "info"
             buffered.info(_json_line(_utc_timestamp(None, "info", event)))
 

@@ -111,10 +111,13 @@ class Platform:
     async def province_exists(self, code: str) -> bool:
         return bool(await AdminUnit.exists().where(AdminUnit.code == code))
 
+    def plugin_state_due(self) -> bool:
+        """Whether ``refresh_plugin_state`` would read the switches again (checked on every request)."""
+        return time.monotonic() - self._plugin_state_checked >= self.settings.plugin_state_ttl_seconds
+
     async def refresh_plugin_state(self, *, force: bool = False) -> None:
         """Re-read which province plugins their provinces switched off (every few seconds)."""
-        ttl = self.settings.plugin_state_ttl_seconds
-        if not force and time.monotonic() - self._plugin_state_checked < ttl:
+        if not force and not self.plugin_state_due():
             return
         self._plugin_state_checked = time.monotonic()
         if not self.hooks.province_plugins():

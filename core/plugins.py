@@ -351,25 +351,20 @@ class Hooks:
     def _call(self, impl: Any, name: str, kwargs: dict[str, Any]) -> tuple[Any, Exception | None]:
         """One hookimpl's outcome (an awaitable, for async ones), or the exception it raised (logged)."""
         args = [kwargs[arg] for arg in impl.argnames]
-        if not self.trace:
-            try:
-                return impl.function(*args), None
-            except Exception as exc:
-                self._log_failure(name, impl.plugin_name, exc)
-                return None, exc
-        started = time.perf_counter()
+        started = time.perf_counter() if self.trace else 0.0
         try:
             outcome = impl.function(*args)
         except Exception as exc:
             self._log_failure(name, impl.plugin_name, exc)
             return None, exc
-        log.info(
-            "hook.call",
-            hook=name,
-            plugin=impl.plugin_name,
-            ms=round((time.perf_counter() - started) * 1000, 3),
-            returned=type(outcome).__name__,
-        )
+        if self.trace:
+            log.info(
+                "hook.call",
+                hook=name,
+                plugin=impl.plugin_name,
+                ms=round((time.perf_counter() - started) * 1000, 3),
+                returned=type(outcome).__name__,
+            )
         return outcome, None
 
     @staticmethod

@@ -21,7 +21,7 @@ from core.observability import bind_log_context
 from core.platform import Platform
 from core.plugins import HookFailed
 from core.principal import Principal
-from core.web.nul_guard import refuse_nul_characters
+from core.web.nul_guard import nul_checked, refuse_nul_characters
 
 if TYPE_CHECKING:
     from litestar.connection import ASGIConnection
@@ -32,13 +32,16 @@ OPENAPI_PATH = "/schema"
 
 
 async def platform_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    await refuse_nul_characters(connection, handler)
-    platform: Platform = connection.app.state.platform
+    scope = connection.scope
+    if not nul_checked(scope):  # the lean path looked at the whole request already
+        await refuse_nul_characters(connection, handler)
+    platform: Platform = scope["litestar_app"].state.platform
     opt = handler.opt
     plugin = opt.get("plugin", "core")
-    province = connection.path_params.get("province")
+    province = scope.get("path_params", {}).get("province")
     bind_log_context(plugin=plugin, province=province)
-    await platform.refresh_plugin_state()
+    if platform.plugin_state_due():
+        await platform.refresh_plugin_state()
     if plugin in platform.hooks.disabled:
         raise NotFoundException(f"The {plugin} plugin is switched off in its province.")
     public = bool(opt.get("public")) or connection.scope.get("method") == "OPTIONS"

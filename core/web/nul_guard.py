@@ -44,8 +44,13 @@ def mark_checked(scope: Any, body: bytes) -> bool:
     return True
 
 
+def nul_checked(scope: Any) -> bool:
+    """Whether ``mark_checked`` found the request clean."""
+    return bool(scope.get("state", {}).get(_CHECKED))
+
+
 async def refuse_nul_characters(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    if connection.scope.get("state", {}).get(_CHECKED):
+    if nul_checked(connection.scope):
         return
     for name, value in connection.path_params.items():
         if isinstance(value, str) and NUL in value:
