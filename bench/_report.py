@@ -62,7 +62,7 @@ def _cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _cpu_median(runs: Sequence[LoadResult], part: str) -> object:
+def cpu_median(runs: Sequence[LoadResult], part: str) -> object:
     values = [r.cpu_ms[part] for r in runs if part in r.cpu_ms]
     return round(median(values), 3) if values else "-"
 
@@ -110,7 +110,7 @@ def http_summary(results: Mapping[str, Sequence[LoadResult]], baseline: str) -> 
                 ratio(rps, base_rps),
                 ratio(p50, base_p50),
                 ratio(p99, base_p99),
-                *[_cpu_median(runs, part) for part in parts],
+                *[cpu_median(runs, part) for part in parts],
             ]
         )
     return headers, rows

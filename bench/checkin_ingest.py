@@ -28,11 +28,18 @@ minutes" rule: request ``k`` checks citizen ``k mod C`` in at venue
 small state file). Afterwards the stored rows are counted against the
 answered requests.
 
-    python -m bench.checkin_ingest                  # full run, about 70 seconds
-    python -m bench.checkin_ingest --quick          # smoke run, about 30 seconds
-    python -m bench.checkin_ingest --max-wait-ms 5 --max-batch 64   # group-commit settings
-    python -m bench.checkin_ingest --connections 128 --citizens 20000   # more concurrency
-    python -m bench.checkin_ingest --trace /tmp/timeline.json   # where a batch's time goes
+By default both sides are measured at 16, 32, 64, 128 and 256 connections
+(``--sweep``): a group commit gains with concurrency, where one INSERT per
+request does not, so one level cannot tell the two apart. The report gives
+the ratio at each level and each side at its best (its requests/s at the
+number of connections that suited it most), and says at which levels the
+pipeline reaches 1.5x.
+
+    python -m bench.checkin_ingest                  # full sweep, about 5 minutes
+    python -m bench.checkin_ingest --quick          # smoke run: 16 and 64 connections, about 30 seconds
+    python -m bench.checkin_ingest --connections 32 # one level only, about 70 seconds
+    python -m bench.checkin_ingest --connections 32 --max-wait-ms 5 --max-batch 64   # group-commit settings
+    python -m bench.checkin_ingest --connections 32 --trace /tmp/timeline.json   # where a batch's time goes
 """
 
 from __future__ import annotations
@@ -86,6 +93,9 @@ ENV_BARE_NO_RESET = "BENCH_BARE_NO_RESET"  # set: the bare pool skips asyncpg's 
 ENV_IN_FLIGHT = "BENCH_GROUP_COMMIT_IN_FLIGHT"
 ENV_MIN_PART = "BENCH_GROUP_COMMIT_MIN_PART"
 ENV_TRACE = "BENCH_TRACE"  # set: the pipeline keeps a timeline of its requests and batches (``--trace``)
+# The numbers of connections a run measures both sides at, unless told otherwise (``--sweep``).
+SWEEP = [16, 32, 64, 128, 256]
+QUICK_SWEEP = [16, 64]
 # The wrk script saves its request counter this often; the next run starts past the last save.
 SAVE_EVERY = 256
 FULL_NAME = "Nguyễn Văn An"
@@ -96,7 +106,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="short smoke run: one short round, fewer people")
     parser.add_argument("--rounds", type=int, help="rounds per side (default 3, quick 1)")
     parser.add_argument("--seconds", type=float, help="seconds of load per round (default 8, quick 3)")
-    parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
+    parser.add_argument(
+        "--connections", type=int, help="concurrent keep-alive connections: measure at this one level only"
+    )
+    parser.add_argument(
+        "--sweep",
+        type=_levels,
+        metavar="N,N,...",
+        help=f"the numbers of connections to measure both sides at (default {','.join(map(str, SWEEP))}, quick "
+        f"{','.join(map(str, QUICK_SWEEP))}); the report compares them at each level and each side at its best",
+    )
     parser.add_argument("--route", choices=tuple(ROUTES), default="visit", help="which check-in route to load")
     parser.add_argument(
         "--citizens",
@@ -129,11 +148,31 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.seconds = args.seconds or (3.0 if args.quick else 8.0)
-    args.citizens = args.citizens or (3000 if args.quick else 10000)
+    if args.connections is not None and args.sweep is not None:
+        parser.error("--connections: give one level or a --sweep, not both")
+    if args.connections is not None:
+        args.levels = [args.connections]
+    else:
+        args.sweep = args.sweep or (QUICK_SWEEP if args.quick else SWEEP)
+        args.levels = args.sweep
+    # Each person may check in 30 times an hour: every level of a sweep needs its own share of people.
+    args.citizens = args.citizens or (3000 if args.quick else 10000) * len(args.levels)
     args.venues = args.venues or (100 if args.quick else 500)
-    if args.citizens < 2 * args.connections:
-        parser.error("--citizens: use at least twice --connections, or one person's check-ins would collide")
+    if args.citizens < 2 * max(args.levels):
+        parser.error("--citizens: use at least twice the connections, or one person's check-ins would collide")
+    if args.sweep and args.trace:
+        parser.error("--trace: trace one level at a time (--connections N)")
     asyncio.run(run(args))
+
+
+def _levels(text: str) -> list[int]:
+    try:
+        levels = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give numbers of connections separated by commas") from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: every number of connections must be 1 or more")
+    return sorted(set(levels))
 
 
 # -- the two served apps (factories loaded by the server processes) -------------------------------
@@ -555,7 +594,8 @@ async def run(args: argparse.Namespace) -> None:
         headers, body = preflight_request(seeded, args.route)
         progress(
             f"{args.server} (1 worker each) on CPU {server_cpus or 'any'}, {generator} on CPU {client_cpus or 'any'}, "
-            f"{args.connections} connections, {args.rounds} round(s) of {args.seconds:g}s per side; "
+            f"{', '.join(map(str, args.levels))} connections, {args.rounds} round(s) of {args.seconds:g}s per side"
+            f"{' and level' if args.sweep else ''}; "
             f"route {args.route}, {args.citizens:,} people x {args.venues:,} venues"
         )
         with tempfile.TemporaryDirectory(prefix="phongdich-ingest-") as tmp:
@@ -598,23 +638,31 @@ async def run(args: argparse.Namespace) -> None:
                 before = await _group_commit_stats(pipeline)
                 if args.trace is not None:
                     await _timeline(pipeline)  # from here on: warm-up and timed rounds
-                results = await measure_rounds(
-                    generator,
-                    targets,
-                    rounds=args.rounds,
-                    seconds=args.seconds,
-                    warmup_seconds=min(2.0, args.seconds),
-                    connections=args.connections,
-                    cpus=client_cpus,
-                    cpu_probes={"bare": _probe(bare, db), "pipeline": _probe(pipeline, db)},
-                )
+                by_level: dict[int, dict[str, list[LoadResult]]] = {}
+                for n, connections in enumerate(args.levels, 1):
+                    if args.sweep:
+                        progress(f"level {n}/{len(args.levels)}: {connections} connections")
+                    by_level[connections] = await measure_rounds(
+                        generator,
+                        targets,
+                        rounds=args.rounds,
+                        seconds=args.seconds,
+                        warmup_seconds=min(2.0, args.seconds),
+                        connections=connections,
+                        cpus=client_cpus,
+                        cpu_probes={"bare": _probe(bare, db), "pipeline": _probe(pipeline, db)},
+                    )
                 after = await _group_commit_stats(pipeline)
                 timeline = await _timeline(pipeline) if args.trace is not None else None
-        loaded = min(2.0, args.seconds) + sum(r.seconds for r in results["pipeline"])
+        results = {side: [r for level in by_level.values() for r in level[side]] for side in ("bare", "pipeline")}
+        loaded = len(args.levels) * min(2.0, args.seconds) + sum(r.seconds for r in results["pipeline"])
         flusher = {key: after[key] - before[key] for key in after}
         stored = await verify(db, results, args.route)
     progress(f"database {db.name} dropped")
-    report(results, stored, flusher, loaded, args, generator)
+    if args.sweep:
+        report_sweep(by_level, stored, flusher, loaded, args, generator)
+    else:
+        report(results, stored, flusher, loaded, args, generator)
     if timeline is not None:
         args.trace.write_text(json.dumps(timeline))
         print(summarise_timeline([tuple(event) for event in timeline]))
@@ -710,6 +758,70 @@ def report(
             f"{flusher['busy_seconds'] * 1000 / flusher['writes']:.2f} ms of flusher time per write, "
             # (The flusher also drains what was in flight when a round ended, so this can pass 100%.)
             f"flusher busy about {min(1.0, flusher['busy_seconds'] / loaded_seconds):.0%} of the time."
+        )
+
+
+def report_sweep(
+    by_level: dict[int, dict[str, list[LoadResult]]],
+    stored: dict[str, int],
+    flusher: dict[str, float],
+    loaded_seconds: float,
+    args: argparse.Namespace,
+    generator: str,
+) -> None:
+    """One row per number of connections; then each side at its best, and where the same load reaches 1.5x."""
+    rows: list[list[object]] = []
+    best: dict[str, tuple[float, int]] = {}
+    met: list[int] = []
+    for connections, results in by_level.items():
+        rps = {side: median([r.rps for r in runs]) for side, runs in results.items()}
+        p50 = {side: median([r.p50_ms for r in runs]) for side, runs in results.items()}
+        cpu = {side: _report.cpu_median(runs, "server") for side, runs in results.items()}
+        for side, value in rps.items():
+            if value > best.get(side, (0.0, 0))[0]:
+                best[side] = (value, connections)
+        ratio = rps["pipeline"] / rps["bare"]
+        if ratio >= 1.5:
+            met.append(connections)
+        rows.append(
+            [
+                connections,
+                rps["pipeline"],
+                rps["bare"],
+                f"{ratio:.2f}x",
+                p50["pipeline"],
+                p50["bare"],
+                f"{cpu['pipeline']} / {cpu['bare']}",
+            ]
+        )
+    headers = [
+        "connections",
+        "pipeline req/s",
+        "bare req/s",
+        "pipeline / bare",
+        "pipeline p50 ms",
+        "bare p50 ms",
+        "server CPU ms/req pipeline / bare",
+    ]
+    route = ROUTES[args.route]
+    print(table(f"Check-in ingest by concurrency: POST {route} against one INSERT (medians of rounds)", headers, rows))
+    (pipeline_best, pipeline_at), (bare_best, bare_at) = best["pipeline"], best["bare"]
+    peak = pipeline_best / bare_best
+    print(
+        f"\n{args.server}, 1 worker per side, uvloop, pool of {args.pool_size}; load: {generator}, "
+        f"{args.rounds} x {args.seconds:g}s per side and level; {args.citizens:,} people x {args.venues:,} venues; "
+        f"rate limits in {'Redis' if args.redis else 'PostgreSQL'}.\nStored: "
+        + ", ".join(f"{name} {value:,}" for name, value in stored.items())
+        + f".\nEach side at its best: pipeline {pipeline_best:,.0f} req/s ({pipeline_at} connections), bare "
+        f"{bare_best:,.0f} req/s ({bare_at} connections): {peak:.2f}x (target: 1.50x) -> "
+        f"{'met' if peak >= 1.5 else 'NOT met'}.\nAt the same number of connections, 1.50x or more at: "
+        + (", ".join(map(str, met)) if met else "none")
+        + "."
+    )
+    if flusher["batches"]:
+        print(
+            f"Group commit over the pipeline's {loaded_seconds:.0f}s of load: {flusher['batches']:,.0f} batches, "
+            f"{flusher['writes'] / flusher['batches']:.1f} writes per batch."
         )
 
 
