@@ -734,19 +734,12 @@ def report(
     route = ROUTES[args.route]
     print(table(f"Check-in ingest: POST {route} against one INSERT (medians of rounds)", headers, rows))
     ratio = median([r.rps for r in results["pipeline"]]) / median([r.rps for r in results["bare"]])
-    settings = []
-    if args.max_wait_ms is not None:
-        settings.append(f"max_wait {args.max_wait_ms:g} ms")
-    if args.max_batch is not None:
-        settings.append(f"max_batch {args.max_batch}")
-    if args.in_flight is not None:
-        settings.append(f"{args.in_flight} batches in flight")
     print(
         f"\n{args.server}, 1 worker per side, uvloop, pool of {args.pool_size}"
         + (f" (bare: {args.bare_pool_size})" if args.bare_pool_size else "")
         + f"; load: {generator}, "
         f"{args.connections} connections, {args.rounds} x {args.seconds:g}s; {args.citizens:,} people x "
-        f"{args.venues:,} venues; group commit: {', '.join(settings) or 'defaults'}; rate limits in "
+        f"{args.venues:,} venues; group commit: {_group_commit_settings(args)}; rate limits in "
         f"{'Redis' if args.redis else 'PostgreSQL'}.\nStored: "
         + ", ".join(f"{name} {value:,}" for name, value in stored.items())
         + f".\nPipeline / bare requests/s: {ratio:.2f}x (target: 1.50x) -> {'met' if ratio >= 1.5 else 'NOT met'}."
@@ -759,6 +752,19 @@ def report(
             # (The flusher also drains what was in flight when a round ended, so this can pass 100%.)
             f"flusher busy about {min(1.0, flusher['busy_seconds'] / loaded_seconds):.0%} of the time."
         )
+
+
+def _group_commit_settings(args: argparse.Namespace) -> str:
+    settings = []
+    if args.max_wait_ms is not None:
+        settings.append(f"max_wait {args.max_wait_ms:g} ms")
+    if args.max_batch is not None:
+        settings.append(f"max_batch {args.max_batch}")
+    if args.in_flight is not None:
+        settings.append(f"{args.in_flight} batches in flight")
+    if args.min_part is not None:
+        settings.append(f"min_part {args.min_part}")
+    return ", ".join(settings) or "defaults"
 
 
 def report_sweep(
@@ -810,6 +816,7 @@ def report_sweep(
     print(
         f"\n{args.server}, 1 worker per side, uvloop, pool of {args.pool_size}; load: {generator}, "
         f"{args.rounds} x {args.seconds:g}s per side and level; {args.citizens:,} people x {args.venues:,} venues; "
+        f"group commit: {_group_commit_settings(args)}; "
         f"rate limits in {'Redis' if args.redis else 'PostgreSQL'}.\nStored: "
         + ", ".join(f"{name} {value:,}" for name, value in stored.items())
         + f".\nEach side at its best: pipeline {pipeline_best:,.0f} req/s ({pipeline_at} connections), bare "
