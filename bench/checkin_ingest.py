@@ -120,8 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--citizens",
         type=int,
-        help="citizens with a bearer token to rotate over (default 10000, quick 3000): "
-        "each may check in 30 times an hour, so a faster pipeline needs more",
+        help="citizens with a bearer token to rotate over (default 10000 per level measured, quick 3000 per "
+        "level): each may check in 30 times an hour, so a faster pipeline needs more",
     )
     parser.add_argument("--venues", type=int, help="venues with a code to rotate over (default 500)")
     parser.add_argument("--server", choices=SERVERS, default="granian", help="ASGI server for both sides")
