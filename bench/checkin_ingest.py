@@ -735,14 +735,8 @@ def report(
     print(table(f"Check-in ingest: POST {route} against one INSERT (medians of rounds)", headers, rows))
     ratio = median([r.rps for r in results["pipeline"]]) / median([r.rps for r in results["bare"]])
     print(
-        f"\n{args.server}, 1 worker per side, uvloop, pool of {args.pool_size}"
-        + (f" (bare: {args.bare_pool_size})" if args.bare_pool_size else "")
-        + f"; load: {generator}, "
-        f"{args.connections} connections, {args.rounds} x {args.seconds:g}s; {args.citizens:,} people x "
-        f"{args.venues:,} venues; group commit: {_group_commit_settings(args)}; rate limits in "
-        f"{'Redis' if args.redis else 'PostgreSQL'}.\nStored: "
-        + ", ".join(f"{name} {value:,}" for name, value in stored.items())
-        + f".\nPipeline / bare requests/s: {ratio:.2f}x (target: 1.50x) -> {'met' if ratio >= 1.5 else 'NOT met'}."
+        _setup(args, generator, stored)
+        + f"\nPipeline / bare requests/s: {ratio:.2f}x (target: 1.50x) -> {'met' if ratio >= 1.5 else 'NOT met'}."
     )
     if flusher["batches"]:
         print(
@@ -752,6 +746,23 @@ def report(
             # (The flusher also drains what was in flight when a round ended, so this can pass 100%.)
             f"flusher busy about {min(1.0, flusher['busy_seconds'] / loaded_seconds):.0%} of the time."
         )
+
+
+def _setup(args: argparse.Namespace, generator: str, stored: dict[str, int]) -> str:
+    """How the run was made (servers, load, people, group commit, rate limits) and what it stored."""
+    load = (
+        f"{args.rounds} x {args.seconds:g}s per side and level"
+        if args.sweep
+        else f"{args.connections} connections, {args.rounds} x {args.seconds:g}s"
+    )
+    return (
+        f"\n{args.server}, 1 worker per side, uvloop, pool of {args.pool_size}"
+        + (f" (bare: {args.bare_pool_size})" if args.bare_pool_size else "")
+        + f"; load: {generator}, {load}; {args.citizens:,} people x {args.venues:,} venues; group commit: "
+        f"{_group_commit_settings(args)}; rate limits in {'Redis' if args.redis else 'PostgreSQL'}.\nStored: "
+        + ", ".join(f"{name} {value:,}" for name, value in stored.items())
+        + "."
+    )
 
 
 def _group_commit_settings(args: argparse.Namespace) -> str:
@@ -814,12 +825,8 @@ def report_sweep(
     (pipeline_best, pipeline_at), (bare_best, bare_at) = best["pipeline"], best["bare"]
     peak = pipeline_best / bare_best
     print(
-        f"\n{args.server}, 1 worker per side, uvloop, pool of {args.pool_size}; load: {generator}, "
-        f"{args.rounds} x {args.seconds:g}s per side and level; {args.citizens:,} people x {args.venues:,} venues; "
-        f"group commit: {_group_commit_settings(args)}; "
-        f"rate limits in {'Redis' if args.redis else 'PostgreSQL'}.\nStored: "
-        + ", ".join(f"{name} {value:,}" for name, value in stored.items())
-        + f".\nEach side at its best: pipeline {pipeline_best:,.0f} req/s ({pipeline_at} connections), bare "
+        _setup(args, generator, stored)
+        + f"\nEach side at its best: pipeline {pipeline_best:,.0f} req/s ({pipeline_at} connections), bare "
         f"{bare_best:,.0f} req/s ({bare_at} connections): {peak:.2f}x (target: 1.50x) -> "
         f"{'met' if peak >= 1.5 else 'NOT met'}.\nAt the same number of connections, 1.50x or more at: "
         + (", ".join(map(str, met)) if met else "none")
