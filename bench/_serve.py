@@ -9,13 +9,14 @@ granian's worker goes down with its master.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import httpx
@@ -197,3 +198,55 @@ def cpu_split(pin: bool) -> tuple[str | None, str | None]:
     if not pin or len(cpus) < 2:
         return None, None
     return str(cpus[-1]), ",".join(str(c) for c in cpus[:-1])
+
+
+@contextlib.contextmanager
+def database_pinned(cpus: str | None) -> Iterator[str]:
+    """Inside: every local PostgreSQL process (and so each backend it forks) runs on ``cpus`` only.
+
+    On a small machine the benchmark pins the servers and the load generator
+    but leaves PostgreSQL free to run on the server's CPU too, where a side
+    that makes the database work harder is slowed by it. Pinned beside the
+    load generator, the server's CPU is its own, as with a database on its own
+    machine. Each process's affinity is set back on the way out (also when the
+    run fails). Yields what was done, for the report; nothing when ``cpus`` is
+    None, PostgreSQL is not on this machine, or its processes may not be moved
+    (another user's, without root).
+    """
+    if cpus is None:
+        yield "PostgreSQL not pinned"
+        return
+    kept: dict[int, set[int]] = {}
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() != "postgres":
+                continue
+            pid = int(comm.parent.name)
+            kept[pid] = os.sched_getaffinity(pid)
+        except (OSError, ValueError):
+            continue
+    wanted = {int(cpu) for cpu in cpus.split(",")}
+    moved: list[int] = []
+    try:
+        for pid in kept:
+            try:
+                os.sched_setaffinity(pid, wanted)
+                moved.append(pid)
+            except OSError:
+                continue  # exited meanwhile, or not ours to move
+        yield (
+            f"PostgreSQL ({len(moved)} processes) pinned to CPU {cpus}"
+            if moved
+            else "PostgreSQL not pinned (no local process could be moved)"
+        )
+    finally:
+        for pid in moved:
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(pid, kept[pid])
+        # Backends forked meanwhile inherited the pin: they get what the others had.
+        before = set().union(*kept.values()) if kept else set()
+        for comm in Path("/proc").glob("[0-9]*/comm"):
+            with contextlib.suppress(OSError, ValueError):
+                pid = int(comm.parent.name)
+                if before and pid not in kept and comm.read_text().strip() == "postgres":
+                    os.sched_setaffinity(pid, before)

@@ -67,7 +67,7 @@ from bench import _report
 from bench._database import DEFAULT_SERVER, BenchDatabase
 from bench._load import CpuProbe, LoadError, LoadResult, Target, measure_rounds, resolve_generator
 from bench._report import median, progress, table
-from bench._serve import SERVERS, ServedApp, cpu_split
+from bench._serve import SERVERS, ServedApp, cpu_split, database_pinned
 from bench.plugin import bench_plugins
 from core.app import create_app, served
 from core.platform import Platform
@@ -144,6 +144,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--redis", help="Redis URL for the pipeline's rate limits (default: the database)")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and client to separate CPUs")
+    parser.add_argument(
+        "--pin-database",
+        action="store_true",
+        help="pin the local PostgreSQL's processes to the load generator's CPUs for the run (set back "
+        "afterwards), so that the server's CPU is its own, as with a database on another machine",
+    )
     parser.add_argument("--database", default=DEFAULT_SERVER, help="PostgreSQL server URL (a database is made)")
     args = parser.parse_args(argv)
     args.rounds = args.rounds or (1 if args.quick else 3)
@@ -162,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--citizens: use at least twice the connections, or one person's check-ins would collide")
     if args.sweep and args.trace:
         parser.error("--trace: trace one level at a time (--connections N)")
+    if args.pin_database and args.no_pin:
+        parser.error("--pin-database: pins PostgreSQL beside the load generator; leave out --no-pin")
     asyncio.run(run(args))
 
 
@@ -598,7 +606,12 @@ async def run(args: argparse.Namespace) -> None:
             f"{' and level' if args.sweep else ''}; "
             f"route {args.route}, {args.citizens:,} people x {args.venues:,} venues"
         )
-        with tempfile.TemporaryDirectory(prefix="phongdich-ingest-") as tmp:
+        with (
+            tempfile.TemporaryDirectory(prefix="phongdich-ingest-") as tmp,
+            database_pinned(client_cpus if args.pin_database else None) as database_placement,
+        ):
+            progress(database_placement)
+            args.database_placement = database_placement
             async with (
                 ServedApp(
                     "bare",
@@ -759,9 +772,8 @@ def _setup(args: argparse.Namespace, generator: str, stored: dict[str, int]) -> 
         f"\n{args.server}, 1 worker per side, uvloop, pool of {args.pool_size}"
         + (f" (bare: {args.bare_pool_size})" if args.bare_pool_size else "")
         + f"; load: {generator}, {load}; {args.citizens:,} people x {args.venues:,} venues; group commit: "
-        f"{_group_commit_settings(args)}; rate limits in {'Redis' if args.redis else 'PostgreSQL'}.\nStored: "
-        + ", ".join(f"{name} {value:,}" for name, value in stored.items())
-        + "."
+        f"{_group_commit_settings(args)}; rate limits in {'Redis' if args.redis else 'PostgreSQL'}; "
+        f"{args.database_placement}.\nStored: " + ", ".join(f"{name} {value:,}" for name, value in stored.items()) + "."
     )
 
 
