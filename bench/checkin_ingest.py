@@ -92,6 +92,7 @@ ENV_NO_GC_TUNING = "BENCH_NO_GC_TUNING"  # set: both apps keep CPython's garbage
 ENV_BARE_NO_RESET = "BENCH_BARE_NO_RESET"  # set: the bare pool skips asyncpg's reset query, like the platform's
 ENV_IN_FLIGHT = "BENCH_GROUP_COMMIT_IN_FLIGHT"
 ENV_MIN_PART = "BENCH_GROUP_COMMIT_MIN_PART"
+ENV_EARLY_PART = "BENCH_GROUP_COMMIT_EARLY_PART"
 ENV_TRACE = "BENCH_TRACE"  # set: the pipeline keeps a timeline of its requests and batches (``--trace``)
 # The numbers of connections a run measures both sides at, unless told otherwise (``--sweep``).
 SWEEP = [16, 32, 64, 128, 256]
@@ -130,6 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--in-flight", type=int, help="group commit: batches committing at once (default 2)")
     parser.add_argument(
         "--min-part", type=int, help="group commit: the fewest writes of a part when a batch is split (default 12)"
+    )
+    parser.add_argument(
+        "--early-part",
+        type=int,
+        help="group commit: announced writes still coming, this many go at once (default 32; 0: a batch waits "
+        "for every announced write)",
     )
     parser.add_argument(
         "--trace",
@@ -204,6 +211,8 @@ def pipeline_app() -> Litestar:
         group_commit._slots = asyncio.Semaphore(group_commit.in_flight)
     if os.environ.get(ENV_MIN_PART):
         group_commit.min_part = int(os.environ[ENV_MIN_PART])
+    if os.environ.get(ENV_EARLY_PART):
+        group_commit.early_part = int(os.environ[ENV_EARLY_PART])
     busy = {"seconds": 0.0}
     commit = group_commit._commit
 
@@ -597,6 +606,8 @@ async def run(args: argparse.Namespace) -> None:
             pipeline_env[ENV_IN_FLIGHT] = str(args.in_flight)
         if args.min_part is not None:
             pipeline_env[ENV_MIN_PART] = str(args.min_part)
+        if args.early_part is not None:
+            pipeline_env[ENV_EARLY_PART] = str(args.early_part)
         if args.trace is not None:
             pipeline_env[ENV_TRACE] = "1"
         headers, body = preflight_request(seeded, args.route)
@@ -787,6 +798,8 @@ def _group_commit_settings(args: argparse.Namespace) -> str:
         settings.append(f"{args.in_flight} batches in flight")
     if args.min_part is not None:
         settings.append(f"min_part {args.min_part}")
+    if args.early_part is not None:
+        settings.append(f"early_part {args.early_part}")
     return ", ".join(settings) or "defaults"
 
 

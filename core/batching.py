@@ -36,6 +36,18 @@ arrived (or its request has ended without one), the batch goes at once. A
 check-in alone is then stored without waiting, and a burst of concurrent
 check-ins is stored together without waiting for the timer. Writes nobody
 announced (audit records) wait ``max_wait`` as before.
+
+A batch need not wait for every announced write, though: once ``early_part``
+writes are in and a slot is free besides, they go at once, from the hand-in
+that made them that many, and the rest follow in the next batch. Otherwise
+a hundred concurrent check-ins make one convoy: the process checks them all
+while the database idles, then the database stores them all while the
+process idles, then all their answers go out and all the clients' next
+requests come in together. Sent early, the database stores the first
+writes while the process checks the rest, and the convoy breaks up. (The
+token look-ups wake their requests in slices, ``Coalescer.wake_slice``, so
+that the hand-in that makes ``early_part`` comes before the last request
+has been checked.)
 """
 
 from __future__ import annotations
@@ -120,12 +132,20 @@ class _Expecting:
 
 class GroupCommit:
     def __init__(
-        self, db: Database, *, max_batch: int = 256, max_wait: float = 0.002, in_flight: int = 2, min_part: int = 12
+        self,
+        db: Database,
+        *,
+        max_batch: int = 256,
+        max_wait: float = 0.002,
+        in_flight: int = 2,
+        min_part: int = 12,
+        early_part: int = 32,
     ) -> None:
         self._db = db
         self.max_batch = max_batch
         self.max_wait = max_wait
         self.min_part = max(1, min_part)  # the fewest writes a batch is split into parts of
+        self.early_part = early_part  # announced writes still coming: this many go at once (0: never early)
         # Batches committing at once, each on its own connection: while one waits for the database,
         # the next is sent, and a burst is cut into parts (``_parts``) committed side by side. A writer
         # that serialises every batch anyway (the audit chain's lock) is better off with 1: bigger
@@ -191,7 +211,28 @@ class GroupCommit:
         self._arrived.set()
         if len(self._pending) >= self.max_batch:
             self._ready.set()
+        elif self._early_now():
+            await self._slots.acquire()  # free: returns at once
+            batch, self._pending = self._pending, []
+            self._arrived.clear()
+            self._dispatch(batch)
         return await future
+
+    def _early_now(self) -> bool:
+        """Whether the writes pending go now, before the announced ones still coming (module docstring)."""
+        return (
+            self.early_part > 0
+            and self.in_flight > 1
+            and self._expected > 0
+            and len(self._pending) >= self.early_part
+            and not self._slots.locked()
+        )
+
+    def _dispatch(self, batch: list[_Job]) -> None:
+        """Commit ``batch`` in the slot taken for it."""
+        task = asyncio.create_task(self._commit_in_slot(batch))
+        self._committing.add(task)
+        task.add_done_callback(self._committing.discard)
 
     async def close(self) -> None:
         """Flush what is queued and stop the flusher."""
@@ -218,9 +259,7 @@ class GroupCommit:
                 self._slots.release()
                 continue
             for part in await self._parts(batch):
-                task = asyncio.create_task(self._commit_in_slot(part))
-                self._committing.add(task)
-                task.add_done_callback(self._committing.discard)
+                self._dispatch(part)
 
     async def _parts(self, batch: list[_Job]) -> list[list[_Job]]:
         """``batch`` in as many parts as there are free slots, each of ``min_part`` writes or more.

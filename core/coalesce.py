@@ -10,6 +10,14 @@ an idle worker answers as fast as before (the query starts at the next turn
 of the loop) and a busy one makes one query per round instead of one per
 request: the same idea as the group commit, for reads.
 
+A round's callers are woken ``wake_slice`` at a time, the event loop turning
+between slices (0: all at once). Woken all at once, a round of a hundred
+requests runs on to its next step as one block of the loop's time, and the
+group commit cannot send the first of them to the database before the last
+has been checked: the database and this process then take turns, each idle
+while the other works. Woken in slices, the group commit sends the first
+slices' writes (``GroupCommit.early_part``) while the process checks the rest.
+
 A caller that is cancelled (its client went away) stops waiting without
 disturbing the others; a query that fails fails every caller in its round
 with the same exception.
@@ -29,9 +37,10 @@ Fetch = Callable[[list[K]], Awaitable[Mapping[K, V]]]
 
 
 class Coalescer(Generic[K, V]):
-    def __init__(self, fetch: Fetch[K, V], *, max_keys: int = 500) -> None:
+    def __init__(self, fetch: Fetch[K, V], *, max_keys: int = 500, wake_slice: int = 0) -> None:
         self._fetch = fetch
         self.max_keys = max_keys
+        self.wake_slice = wake_slice
         self._waiting: dict[K, list[asyncio.Future[V | None]]] = {}
         self._runner: asyncio.Task[None] | None = None
         self.rounds = 0
@@ -69,11 +78,7 @@ class Coalescer(Generic[K, V]):
                     if not isinstance(exc, Exception):
                         raise
                     continue
-                for key, waiters in round_.items():
-                    value = found.get(key)
-                    for future in waiters:
-                        if not future.done():
-                            future.set_result(value)
+                await self._wake(round_, found)
         finally:
             self._runner = None
             # Keys that arrived as the runner was stopping (cancelled at shutdown) must not wait forever.
@@ -82,3 +87,21 @@ class Coalescer(Generic[K, V]):
                     if not future.done():
                         future.cancel()
             self._waiting.clear()
+
+    async def _wake(self, round_: dict[K, list[asyncio.Future[V | None]]], found: Mapping[K, V]) -> None:
+        """Give each caller of ``round_`` its row, ``wake_slice`` keys at a time (see the module's docstring)."""
+        keys = list(round_)
+        try:
+            for done, key in enumerate(keys, 1):
+                value = found.get(key)
+                for future in round_[key]:
+                    if not future.done():
+                        future.set_result(value)
+                if self.wake_slice and done % self.wake_slice == 0 and done < len(keys):
+                    await asyncio.sleep(0)  # the callers woken so far run on before the next slice
+        finally:
+            # Stopped between slices (cancelled at shutdown): nobody of this round may wait forever.
+            for waiters in round_.values():
+                for future in waiters:
+                    if not future.done():
+                        future.cancel()

@@ -47,6 +47,9 @@ _TOKENS_WHERE = (
     "FROM access_token t LEFT JOIN staff_account s ON s.id = t.account_id WHERE "
 )
 _KEYS_WHERE = "SELECT key_hash, id, kind, roles, province, site, lab, expires_at, revoked_at FROM api_key WHERE "
+# Requests a token look-up round wakes at a time (core.coalesce): fewer than the group commit's
+# ``early_part``, so that a round of many sends its first writes before the last request is checked.
+TOKEN_WAKE_SLICE = 24
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
@@ -133,8 +136,10 @@ class Identity:
         self._settings = platform.settings
         self.credentials = CredentialCache(platform.settings.credential_cache_seconds)
         # Credentials missing from the cache, looked up together by concurrent requests.
-        self._tokens: Coalescer[str, Any] = Coalescer(self._fetch_tokens)
-        self._keys: Coalescer[str, Any] = Coalescer(self._fetch_keys)
+        # Woken in slices, so that the group commit sends the first requests' writes while the rest are
+        # checked (see ``core.coalesce``).
+        self._tokens: Coalescer[str, Any] = Coalescer(self._fetch_tokens, wake_slice=TOKEN_WAKE_SLICE)
+        self._keys: Coalescer[str, Any] = Coalescer(self._fetch_keys, wake_slice=TOKEN_WAKE_SLICE)
 
     # -- staff -----------------------------------------------------------------
 

@@ -363,6 +363,57 @@ async def test_a_small_batch_is_not_split(platform):
     assert batches == [list(range(7))]
 
 
+async def _checked_one_by_one(
+    group: GroupCommit, count: int, batches: list[list[int]]
+) -> tuple[list[int], list[list[list[int]]]]:
+    """``count`` announced requests, all started, then checked and handed in one after another.
+
+    Returns their answers and, after each hand-in, the batches the writer had been given so far.
+    """
+    writer = _recording_writer(batches)
+    checked = [asyncio.Event() for _ in range(count)]
+
+    async def request(n: int) -> int:
+        with group.expecting():
+            await checked[n].wait()  # its token and body being checked
+            return await group.submit_to(writer, n)
+
+    requests = [asyncio.create_task(request(n)) for n in range(count)]
+    await asyncio.sleep(0)  # all have started and announced their writes
+    so_far = []
+    for event in checked:
+        event.set()
+        await asyncio.sleep(0.01)
+        so_far.append([list(batch) for batch in batches])
+    results = await asyncio.wait_for(asyncio.gather(*requests), timeout=10)
+    await group.close()
+    return results, so_far
+
+
+async def test_announced_writes_go_early_once_early_part_are_in(platform):
+    """Ten announced requests checked one after another: the first four go while the rest are being checked."""
+    group = GroupCommit(platform.db, max_batch=100, max_wait=60, early_part=4)
+    batches: list[list[int]] = []
+    results, so_far = await _checked_one_by_one(group, 10, batches)
+    assert results == list(range(10))
+    if platform.db.kind == "sqlite":
+        assert batches == [list(range(10))]  # one batch at a time: nothing is gained by going early
+    else:
+        assert so_far[5] == [[0, 1, 2, 3]]  # sent at the fourth hand-in, not held for the other six
+        # The rest follow in arrival order: early again while a slot is free besides, else once all are in.
+        assert [n for batch in batches for n in batch] == list(range(10))
+    assert not group._slots.locked()
+
+
+async def test_without_early_part_a_batch_waits_for_every_announced_write(platform):
+    group = GroupCommit(platform.db, max_batch=100, max_wait=60, early_part=0)
+    batches: list[list[int]] = []
+    results, so_far = await _checked_one_by_one(group, 6, batches)
+    assert results == list(range(6))
+    assert so_far[4] == []  # five of six in: still waiting for the sixth
+    assert batches == [list(range(6))]
+
+
 async def test_a_write_to_another_group_commit_leaves_the_announcement_open(platform):
     # A request announced to the check-ins' group commit may first hand a write to another one (the
     # audit trail's): that write does not count as the one announced, which is still awaited.

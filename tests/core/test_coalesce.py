@@ -53,6 +53,68 @@ async def test_keys_asked_while_a_query_runs_go_together_in_the_next():
     assert rows.queries == [["0"], ["1", "2", "3", "4", "5"]]
 
 
+class Recording(dict):
+    """The rows of a round; records the coalescer taking each caller's row, beside the callers' own log."""
+
+    def __init__(self, rows: dict[str, int], log: list[str]) -> None:
+        super().__init__(rows)
+        self.log = log
+
+    def get(self, key, default=None):  # type: ignore[override]
+        self.log.append(f"give {key}")
+        return super().get(key, default)
+
+
+async def test_a_round_wakes_its_callers_in_slices_letting_each_slice_run_first():
+    log: list[str] = []
+    rows = {str(n): n for n in range(6)}
+
+    async def fetch(keys: list[str]) -> dict[str, int]:
+        return Recording({key: rows[key] for key in keys}, log)
+
+    async def caller(key: str) -> int | None:
+        value = await loads.load(key)
+        log.append(f"ran {key}")
+        return value
+
+    loads = Coalescer(fetch, wake_slice=2)
+    assert await asyncio.gather(*(caller(str(n)) for n in range(6))) == list(range(6))
+    slices = [["give 0", "give 1", "ran 0", "ran 1"], ["give 2", "give 3", "ran 2", "ran 3"], ["give 4", "give 5"]]
+    assert log == [*slices[0], *slices[1], *slices[2], "ran 4", "ran 5"]
+
+    log.clear()
+    loads = Coalescer(fetch)  # no slices: the whole round at once
+    assert await asyncio.gather(*(caller(str(n)) for n in range(4))) == list(range(4))
+    assert log == ["give 0", "give 1", "give 2", "give 3", "ran 0", "ran 1", "ran 2", "ran 3"]
+
+
+async def test_a_runner_stopped_between_slices_leaves_nobody_waiting():
+    release = asyncio.Event()
+    got_first = asyncio.Event()
+
+    async def fetch(keys: list[str]) -> dict[str, int]:
+        return {key: 1 for key in keys}
+
+    loads = Coalescer(fetch, wake_slice=1)
+
+    async def caller(key: str) -> int | None:
+        value = await loads.load(key)
+        if key == "a":
+            got_first.set()
+        await release.wait()
+        return value
+
+    keys = ["a", *(f"k{n}" for n in range(20))]
+    callers = [asyncio.ensure_future(caller(key)) for key in keys]
+    await got_first.wait()  # the round is fetched, its first slices woken
+    assert loads._runner is not None
+    loads._runner.cancel()  # shutdown, between slices
+    release.set()
+    results = await asyncio.wait_for(asyncio.gather(*callers, return_exceptions=True), timeout=5)
+    assert results[0] == 1
+    assert isinstance(results[-1], asyncio.CancelledError)  # not left waiting for a slice that never came
+
+
 async def test_a_round_is_at_most_max_keys():
     rows = Rows({str(n): n for n in range(7)})
     loads = Coalescer(rows.fetch, max_keys=3)
