@@ -99,9 +99,10 @@ class Coalescer(Generic[K, V]):
                         future.set_result(value)
                 if self.wake_slice and done % self.wake_slice == 0 and done < len(keys):
                     await asyncio.sleep(0)  # the callers woken so far run on before the next slice
-        finally:
+        except BaseException:
             # Stopped between slices (cancelled at shutdown): nobody of this round may wait forever.
             for waiters in round_.values():
                 for future in waiters:
                     if not future.done():
                         future.cancel()
+            raise
