@@ -619,10 +619,9 @@ async def run(args: argparse.Namespace) -> None:
         )
         with (
             tempfile.TemporaryDirectory(prefix="phongdich-ingest-") as tmp,
-            database_pinned(client_cpus if args.pin_database else None) as database_placement,
+            database_pinned(client_cpus if args.pin_database else None) as placement,
         ):
-            progress(database_placement)
-            args.database_placement = database_placement
+            progress(placement)
             async with (
                 ServedApp(
                     "bare",
@@ -684,9 +683,9 @@ async def run(args: argparse.Namespace) -> None:
         stored = await verify(db, results, args.route)
     progress(f"database {db.name} dropped")
     if args.sweep:
-        report_sweep(by_level, stored, flusher, loaded, args, generator)
+        report_sweep(by_level, stored, flusher, loaded, args, generator, placement)
     else:
-        report(results, stored, flusher, loaded, args, generator)
+        report(results, stored, flusher, loaded, args, generator, placement)
     if timeline is not None:
         args.trace.write_text(json.dumps(timeline))
         print(summarise_timeline([tuple(event) for event in timeline]))
@@ -753,13 +752,14 @@ def report(
     loaded_seconds: float,
     args: argparse.Namespace,
     generator: str,
+    placement: str,
 ) -> None:
     headers, rows = _report.http_summary(results, baseline="bare")
     route = ROUTES[args.route]
     print(table(f"Check-in ingest: POST {route} against one INSERT (medians of rounds)", headers, rows))
     ratio = median([r.rps for r in results["pipeline"]]) / median([r.rps for r in results["bare"]])
     print(
-        _setup(args, generator, stored)
+        _setup(args, generator, stored, placement)
         + f"\nPipeline / bare requests/s: {ratio:.2f}x (target: 1.50x) -> {'met' if ratio >= 1.5 else 'NOT met'}."
     )
     if flusher["batches"]:
@@ -772,7 +772,7 @@ def report(
         )
 
 
-def _setup(args: argparse.Namespace, generator: str, stored: dict[str, int]) -> str:
+def _setup(args: argparse.Namespace, generator: str, stored: dict[str, int], placement: str) -> str:
     """How the run was made (servers, load, people, group commit, rate limits) and what it stored."""
     load = (
         f"{args.rounds} x {args.seconds:g}s per side and level"
@@ -784,7 +784,7 @@ def _setup(args: argparse.Namespace, generator: str, stored: dict[str, int]) -> 
         + (f" (bare: {args.bare_pool_size})" if args.bare_pool_size else "")
         + f"; load: {generator}, {load}; {args.citizens:,} people x {args.venues:,} venues; group commit: "
         f"{_group_commit_settings(args)}; rate limits in {'Redis' if args.redis else 'PostgreSQL'}; "
-        f"{args.database_placement}.\nStored: " + ", ".join(f"{name} {value:,}" for name, value in stored.items()) + "."
+        f"{placement}.\nStored: " + ", ".join(f"{name} {value:,}" for name, value in stored.items()) + "."
     )
 
 
@@ -810,6 +810,7 @@ def report_sweep(
     loaded_seconds: float,
     args: argparse.Namespace,
     generator: str,
+    placement: str,
 ) -> None:
     """One row per number of connections; then each side at its best, and where the same load reaches 1.5x."""
     rows: list[list[object]] = []
@@ -850,7 +851,7 @@ def report_sweep(
     (pipeline_best, pipeline_at), (bare_best, bare_at) = best["pipeline"], best["bare"]
     peak = pipeline_best / bare_best
     print(
-        _setup(args, generator, stored)
+        _setup(args, generator, stored, placement)
         + f"\nEach side at its best: pipeline {pipeline_best:,.0f} req/s ({pipeline_at} connections), bare "
         f"{bare_best:,.0f} req/s ({bare_at} connections): {peak:.2f}x (target: 1.50x) -> "
         f"{'met' if peak >= 1.5 else 'NOT met'}.\nAt the same number of connections, 1.50x or more at: "
