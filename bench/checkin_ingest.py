@@ -28,14 +28,14 @@ minutes" rule: request ``k`` checks citizen ``k mod C`` in at venue
 small state file). Afterwards the stored rows are counted against the
 answered requests.
 
-By default both sides are measured at 16, 32, 64, 128 and 256 connections
-(``--sweep``): a group commit gains with concurrency, where one INSERT per
-request does not, so one level cannot tell the two apart. The report gives
+By default both sides are measured at 16, 32, 64, 128, 256 and 512
+connections (``--sweep``): a group commit gains with concurrency, where one
+INSERT per request does not, so one level cannot tell the two apart. The report gives
 the ratio at each level and each side at its best (its requests/s at the
 number of connections that suited it most), and says at which levels the
 pipeline reaches 1.5x.
 
-    python -m bench.checkin_ingest                  # full sweep, about 5 minutes
+    python -m bench.checkin_ingest                  # full sweep, about 6 minutes
     python -m bench.checkin_ingest --quick          # smoke run: 16 and 64 connections, about 30 seconds
     python -m bench.checkin_ingest --connections 32 # one level only, about 70 seconds
     python -m bench.checkin_ingest --connections 32 --max-wait-ms 5 --max-batch 64   # group-commit settings
@@ -95,7 +95,7 @@ ENV_MIN_PART = "BENCH_GROUP_COMMIT_MIN_PART"
 ENV_EARLY_PART = "BENCH_GROUP_COMMIT_EARLY_PART"
 ENV_TRACE = "BENCH_TRACE"  # set: the pipeline keeps a timeline of its requests and batches (``--trace``)
 # The numbers of connections a run measures both sides at, unless told otherwise (``--sweep``).
-SWEEP = [16, 32, 64, 128, 256]
+SWEEP = [16, 32, 64, 128, 256, 512]
 QUICK_SWEEP = [16, 64]
 # The wrk script saves its request counter this often; the next run starts past the last save.
 SAVE_EVERY = 256
