@@ -13,20 +13,22 @@ from litestar.status_codes import HTTP_204_NO_CONTENT
 from core.access import Resource
 from core.audit import AuditRecord
 from core.errors import InvalidInput, NotFound
+from core.fields import ProvinceCode, SiteId, Username, pattern
 from core.identity import IssuedKey
 from core.platform import Platform
 from core.principal import NATIONAL_ADMIN, Principal
 from core.tables import ApiKey
 from core.web.guard import PlatformDep, PrincipalDep
 
-ProvinceCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{2}$")]
-ScopeId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-RoleName = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[a-z_]+$")]
+ScopeId = SiteId
+RoleName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=40, pattern=pattern(r"^[a-z_]+$", "lower-case letters and _ only"))
+]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
 class StaffBody(msgspec.Struct, forbid_unknown_fields=True):
-    username: Annotated[str, msgspec.Meta(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")]
+    username: Username
     password: Annotated[str, msgspec.Meta(min_length=12, max_length=256)]
     display_name: Text
     roles: Annotated[list[RoleName], msgspec.Meta(min_length=1, max_length=10)]

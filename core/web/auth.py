@@ -10,15 +10,14 @@ from litestar import Request, post
 from litestar.params import JSONBody
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
+from core.fields import Phone, SixDigits, Username
 from core.identity import IssuedToken
 from core.web.guard import PlatformDep, PrincipalDep, client_address
 
 PUBLIC = {"public": True, "purpose": "core.identity"}
 
-Username = Annotated[str, msgspec.Meta(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-Phone = Annotated[str, msgspec.Meta(min_length=9, max_length=20, pattern=r"^\+?[0-9 .\-()]+$")]
-Code = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
+Code = SixDigits
 
 
 class LoginBody(msgspec.Struct, forbid_unknown_fields=True):

@@ -10,6 +10,7 @@ from litestar.exceptions import HTTPException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from core.errors import Conflict, NotFound
+from core.fields import explained
 from core.observability import log_context
 
 log = structlog.get_logger("core.errors")
@@ -18,7 +19,7 @@ log = structlog.get_logger("core.errors")
 def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     body: dict[str, Any] = {"status_code": exc.status_code, "detail": exc.detail}
     if exc.extra:
-        body["errors"] = exc.extra
+        body["errors"] = explained(exc.extra)  # a pattern's regex in words (core.fields)
     body["request_id"] = log_context().get("request_id")
     return Response(body, status_code=exc.status_code, headers=exc.headers, media_type=MediaType.JSON)
 

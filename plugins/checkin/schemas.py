@@ -13,28 +13,38 @@ from uuid import UUID
 
 import msgspec
 
-# First character: no formula trigger, no space or control character; then no control characters.
-_TEXT = r"^[^=+\-@\s\x00-\x1f\x7f\uff1d\uff0b\uff0d\uff20][^\x00-\x1f\x7f]*$"
+from core.fields import SAFE_TEXT as _TEXT
+from core.fields import Phone, ProvinceCode, SiteId, pattern
 
 PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=_TEXT)]
 VenueName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_TEXT)]
 Address = Annotated[str, msgspec.Meta(min_length=1, max_length=300, pattern=_TEXT)]
-Note = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^(|" + _TEXT[1:-1] + r")$")]
-ProvinceCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{2}$")]
-DistrictCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{3}$")]
-WardCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{5}$")]
-SiteId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-TypeCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
-Phone = Annotated[str, msgspec.Meta(min_length=9, max_length=20, pattern=r"^\+?[0-9 .\-()]+$")]
+_NOTE = pattern(
+    r"^(|" + _TEXT[1:-1] + r")$",
+    "may be empty; if not, must not start with = + - @ or a space (a spreadsheet would run it as a formula) "
+    "and must not contain control characters",
+)
+Note = Annotated[str, msgspec.Meta(max_length=500, pattern=_NOTE)]
+DistrictCode = Annotated[str, msgspec.Meta(pattern=pattern(r"^[0-9]{3}$", "a district code: three digits"))]
+WardCode = Annotated[str, msgspec.Meta(pattern=pattern(r"^[0-9]{5}$", "a ward code: five digits"))]
+TypeCode = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=pattern(r"^[a-z][a-z0-9_]{1,39}$", "2 to 40 lower-case letters, digits and _, a letter first")
+    ),
+]
 # Citizen identity card: 12 digits (CCCD) or the older 9 (CMND).
-IdNumber = Annotated[str, msgspec.Meta(pattern=r"^([0-9]{9}|[0-9]{12})$")]
+IdNumber = Annotated[
+    str, msgspec.Meta(pattern=pattern(r"^([0-9]{9}|[0-9]{12})$", "an identity card number: 12 digits, or 9 (CMND)"))
+]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 StayMinutes = Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 60)]
 # Times sent by clients must say their time zone; a bare 08:30 is ambiguous.
 AwareTime = Annotated[datetime, msgspec.Meta(tz=True)]
 
-QuestionId = Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=r"^[a-z0-9_.]+$")]
-ChoiceCode = Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=r"^[a-z0-9_.]+$")]
+_CODE = pattern(r"^[a-z0-9_.]+$", "lower-case letters, digits, _ and . only")
+QuestionId = Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=_CODE)]
+ChoiceCode = Annotated[str, msgspec.Meta(min_length=1, max_length=60, pattern=_CODE)]
 AnswerText = Annotated[str, msgspec.Meta(max_length=500)]
 Answer = bool | AnswerText | Annotated[list[ChoiceCode], msgspec.Meta(max_length=30)]
 

@@ -12,26 +12,67 @@ from typing import Annotated, Literal
 
 import msgspec
 
-ProvinceCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{2}$", examples=["01"])]
+from core import fields
+from core.fields import Phone, SixDigits, pattern
+
+ProvinceCode = Annotated[fields.ProvinceCode, msgspec.Meta(examples=["01"])]
 # The same shape as the site and lab ids on staff accounts and API keys.
-PlaceCode = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$", examples=["clinic-hn-1"])
+PlaceCode = Annotated[fields.SiteId, msgspec.Meta(examples=["clinic-hn-1"])]
+PlaceName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=2,
+        max_length=200,
+        pattern=pattern(
+            r"^[^\x00-\x1f\x7f=+@-]",
+            "must not start with = + - @ (a spreadsheet would run it as a formula) or a control character",
+        ),
+    ),
 ]
-PlaceName = Annotated[str, msgspec.Meta(min_length=2, max_length=200, pattern=r"^[^\x00-\x1f\x7f=+@-]")]
-TypeCode = Annotated[str, msgspec.Meta(min_length=2, max_length=40, pattern=r"^[a-z0-9][a-z0-9-]*$")]
+TypeCode = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=2,
+        max_length=40,
+        pattern=pattern(r"^[a-z0-9][a-z0-9-]*$", "lower-case letters, digits and -, a letter or digit first"),
+    ),
+]
 PoolSize = Annotated[int, msgspec.Meta(ge=1, le=50)]
 LabelText = Annotated[str, msgspec.Meta(min_length=3, max_length=64, examples=["S-0V8R3M2K9QW4E7T1Y6U5I0P3A2"])]
 # Names: no control characters, and no leading character a spreadsheet would run as a formula.
 PersonName = Annotated[
-    str, msgspec.Meta(min_length=2, max_length=200, pattern=r"^[^\x00-\x1f\x7f=+@\-\s][^\x00-\x1f\x7f]*$")
+    str,
+    msgspec.Meta(
+        min_length=2,
+        max_length=200,
+        pattern=pattern(
+            r"^[^\x00-\x1f\x7f=+@\-\s][^\x00-\x1f\x7f]*$",
+            "must not start with = + - @ or a space (a spreadsheet would run it as a formula) "
+            "and must not contain control characters",
+        ),
+    ),
 ]
-Phone = Annotated[str, msgspec.Meta(min_length=9, max_length=20, pattern=r"^\+?[0-9 .\-()]+$")]
-IdNumber = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{6,20}$", description="CCCD, CMND or passport number")]
+IdNumber = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=pattern(r"^[A-Za-z0-9]{6,20}$", "6 to 20 letters and digits"),
+        description="CCCD, CMND or passport number",
+    ),
+]
 Outcome = Literal["negative", "positive", "invalid"]
 CtValue = Annotated[float, msgspec.Meta(ge=0, le=60, description="RT-PCR cycle threshold")]
 CodeText = Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-OtpCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$")]
-Reason = Annotated[str, msgspec.Meta(min_length=5, max_length=500, pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$")]
+OtpCode = SixDigits
+Reason = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=5,
+        max_length=500,
+        pattern=pattern(
+            r"^[^\x00-\x08\x0b-\x1f\x7f]*$", "must not contain control characters other than tabs and line breaks"
+        ),
+    ),
+]
 Labels = Annotated[list[LabelText], msgspec.Meta(min_length=1, max_length=1000)]
 
 

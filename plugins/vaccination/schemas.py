@@ -12,18 +12,61 @@ from uuid import UUID
 
 import msgspec
 
-ProvinceCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{2}$")]
-ProductCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9][A-Z0-9_-]{1,31}$")]
-SiteId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
-LotNumber = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")]
-ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
-GroupCode = Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^([0-9]{2}\.)?[a-z][a-z0-9_]*$")]
+from core.fields import Phone, ProvinceCode, SiteId, pattern
+
+ProductCode = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=pattern(
+            r"^[A-Z0-9][A-Z0-9_-]{1,31}$", "2 to 32 capital letters, digits, _ and -, a letter or digit first"
+        )
+    ),
+]
+LotNumber = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        pattern=pattern(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$", "letters, digits and _ . / -, a letter or digit first"),
+    ),
+]
+ClockTime = Annotated[
+    str, msgspec.Meta(pattern=pattern(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", "a time of day, HH:MM (00:00 to 23:59)"))
+]
+GroupCode = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=40,
+        pattern=pattern(
+            r"^([0-9]{2}\.)?[a-z][a-z0-9_]*$",
+            "lower-case letters, digits and _, a letter first; a province's own group has its code and a dot "
+            "in front (79.market_traders)",
+        ),
+    ),
+]
 Label = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-DccCode = Annotated[str, msgspec.Meta(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]*$")]
+DccCode = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=80,
+        pattern=pattern(r"^[A-Za-z0-9][A-Za-z0-9/_.-]*$", "letters, digits and / _ . -, a letter or digit first"),
+    ),
+]
 FullName = Annotated[str, msgspec.Meta(min_length=2, max_length=200)]
-IdNumber = Annotated[str, msgspec.Meta(min_length=6, max_length=24, pattern=r"^[A-Za-z0-9 .-]+$")]
-Phone = Annotated[str, msgspec.Meta(min_length=9, max_length=20, pattern=r"^\+?[0-9 .\-()]+$")]
-BookingCode = Annotated[str, msgspec.Meta(min_length=6, max_length=16, pattern=r"^[A-Za-z0-9 -]+$")]
+IdNumber = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=6, max_length=24, pattern=pattern(r"^[A-Za-z0-9 .-]+$", "letters, digits, spaces, dots and - only")
+    ),
+]
+BookingCode = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=6, max_length=16, pattern=pattern(r"^[A-Za-z0-9 -]+$", "letters, digits, spaces and - only")
+    ),
+]
 Reason = Annotated[str, msgspec.Meta(min_length=10, max_length=1000)]
 Justification = Annotated[str, msgspec.Meta(max_length=1000)]
 Screening = Annotated[dict[str, bool], msgspec.Meta(max_length=30)]

@@ -201,6 +201,18 @@ async def test_bad_input_is_refused_and_nothing_is_stored(kit, change, status, f
     assert await kit.declaration_count() == 0
 
 
+async def test_a_formula_name_is_told_why_in_words(kit):
+    venue = await kit.venue(await kit.operator())
+    citizen, _ = await kit.citizen()
+    body = {"code": kit.code_of(venue), "full_name": "=HYPERLINK(1)", "declaration": kit.declaration()}
+    response = await kit.client.post("/api/checkin/visits", json=body, headers=citizen)
+    assert response.status_code == 400, response.text
+    [error] = response.json()["errors"]
+    assert error["key"] == "full_name"
+    assert "spreadsheet would run it as a formula" in error["message"], error
+    assert "regex" not in response.text
+
+
 async def test_unknown_venue_code_is_404_and_anonymous_is_401(kit):
     from core.signing import Signer
 
