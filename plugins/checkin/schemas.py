@@ -13,14 +13,13 @@ from uuid import UUID
 
 import msgspec
 
-from core.fields import SAFE_TEXT as _TEXT
-from core.fields import Phone, ProvinceCode, SiteId, pattern
+from core.fields import SAFE_TEXT, Phone, ProvinceCode, SiteId, pattern
 
-PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=_TEXT)]
-VenueName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=_TEXT)]
-Address = Annotated[str, msgspec.Meta(min_length=1, max_length=300, pattern=_TEXT)]
+PersonName = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=SAFE_TEXT)]
+VenueName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=SAFE_TEXT)]
+Address = Annotated[str, msgspec.Meta(min_length=1, max_length=300, pattern=SAFE_TEXT)]
 _NOTE = pattern(
-    r"^(|" + _TEXT[1:-1] + r")$",
+    r"^(|" + SAFE_TEXT[1:-1] + r")$",
     "may be empty; if not, must not start with = + - @ or a space (a spreadsheet would run it as a formula) "
     "and must not contain control characters",
 )
@@ -57,7 +56,7 @@ class Body(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class SubLocationBody(Body):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=_TEXT)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=120, pattern=SAFE_TEXT)]
     kind: Literal["room", "table", "floor", "shift", "area", "vehicle"] = "room"
     capacity: Annotated[int, msgspec.Meta(ge=1, le=100_000)] | None = None
 
